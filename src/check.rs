@@ -1,0 +1,569 @@
+//! Per-request checks: a [`Principal`] built once from token claims, and
+//! [`Requirement`]s resolved once when a route declares them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use smallvec::SmallVec;
+
+use crate::bits;
+use crate::ids::{PermissionId, RoleId};
+use crate::snapshot::{LookupError, Snapshot};
+
+/// Words kept inline in a principal: 1,024 permissions without a heap allocation.
+const INLINE_WORDS: usize = 16;
+
+/// The verified claims of an access token that authorization reads.
+///
+/// Deserializes straight from a Scalekit access token's payload (`oid`,
+/// `roles`, `permissions`; every other claim is ignored). `org` is accepted
+/// for `oid`, as in the CLI's `eval` queries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Claims {
+    /// The organization of the request (`oid`).
+    #[serde(default, rename = "oid", alias = "org")]
+    pub organization: Option<String>,
+    /// Role names, resolved in the organization first, then the environment.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions claimed directly; undeclared ones are ignored.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// What one request may do: the union of its roles' rows and its declared
+/// claimed permissions.
+///
+/// Built once per request ([`Snapshot::principal`]); every check after that
+/// reads a few words and never fails. It keeps the snapshot it was built from
+/// alive (one reference count), so a request sees one consistent policy even
+/// if a newer one is published meanwhile.
+#[derive(Clone)]
+pub struct Principal {
+    snapshot: Snapshot,
+    lineage: u64,
+    bits: SmallVec<[u64; INLINE_WORDS]>,
+    roles: SmallVec<[RoleId; 4]>,
+    unknown_roles: usize,
+}
+
+impl Snapshot {
+    /// A principal from a token's organization and role names.
+    ///
+    /// Role names resolve in the organization first, then among environment
+    /// roles; unknown names contribute nothing (see [`Snapshot::explain`]).
+    /// Add claimed permissions with [`Principal::with_permissions`].
+    ///
+    /// # Complexity
+    ///
+    /// One hash lookup per role name plus one row OR per resolved role:
+    /// independent of the number of roles in the policy and of their depth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let snapshot = rolegraph::Policy::from_json(r#"{"permissions":[{"name":"a:b"}],
+    /// #   "roles":[{"name":"viewer","permissions":["a:b"]}]}"#)?.compile()?;
+    /// use rolegraph::Requirement;
+    ///
+    /// let read = Requirement::permission(&snapshot, "a:b")?;
+    /// let principal = snapshot.principal(None, ["viewer", "nobody"]);
+    /// assert!(principal.satisfies(&read));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn principal<I>(&self, organization: Option<&str>, roles: I) -> Principal
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let scope = self.scope_of(organization);
+        let mut principal = self.empty_principal();
+        for name in roles {
+            match self.role_in(scope, name.as_ref()) {
+                Some(role) => principal.add_role(role),
+                None => principal.unknown_roles += 1,
+            }
+        }
+        principal
+    }
+
+    /// A principal holding exactly these roles (from a membership, say).
+    #[must_use]
+    pub fn principal_from_roles(&self, roles: &[RoleId]) -> Principal {
+        let mut principal = self.empty_principal();
+        for &role in roles {
+            if role.index() < self.roles_len() {
+                principal.add_role(role);
+            }
+        }
+        principal
+    }
+
+    /// A principal from a token's claims: [`principal`](Self::principal) plus
+    /// the claimed permissions.
+    #[must_use]
+    pub fn principal_for(&self, claims: &Claims) -> Principal {
+        self.principal(claims.organization.as_deref(), &claims.roles)
+            .with_permissions(&claims.permissions)
+    }
+
+    fn empty_principal(&self) -> Principal {
+        Principal {
+            snapshot: self.clone(),
+            lineage: self.data().lineage,
+            bits: SmallVec::from_elem(0, self.width()),
+            roles: SmallVec::new(),
+            unknown_roles: 0,
+        }
+    }
+}
+
+impl Principal {
+    fn add_role(&mut self, role: RoleId) {
+        if !self.roles.contains(&role) {
+            self.roles.push(role);
+            bits::or_into(&mut self.bits, self.snapshot.row(role));
+        }
+    }
+
+    /// Adds claimed permissions; undeclared names are ignored.
+    #[must_use]
+    pub fn with_permissions<I>(mut self, permissions: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        for name in permissions {
+            if let Some(id) = self.snapshot.permission_id(name.as_ref()) {
+                bits::set(&mut self.bits, id.index());
+            }
+        }
+        self
+    }
+
+    /// Whether the principal meets the requirement.
+    ///
+    /// A requirement resolved against a snapshot of another lineage (an
+    /// unrelated compile) never matches.
+    ///
+    /// # Complexity
+    ///
+    /// Permission requirements: one word test per distinct word the
+    /// requirement touches, whatever the size or depth of the hierarchy.
+    /// Role requirements: one bit test per role of the principal (plus, once
+    /// per published snapshot and requirement, a walk of the graph to find the
+    /// roles that extend the required one).
+    #[must_use]
+    #[inline]
+    pub fn satisfies(&self, requirement: &Requirement) -> bool {
+        self.lineage == requirement.lineage && requirement.node.eval(self)
+    }
+
+    /// Whether the principal has this permission.
+    #[must_use]
+    #[inline]
+    pub fn has(&self, permission: PermissionId) -> bool {
+        bits::test(&self.bits, permission.index())
+    }
+
+    /// The resolved roles, in the order first seen.
+    #[must_use]
+    pub fn roles(&self) -> &[RoleId] {
+        &self.roles
+    }
+
+    /// How many role names did not resolve.
+    #[must_use]
+    pub fn unknown_roles(&self) -> usize {
+        self.unknown_roles
+    }
+
+    /// The snapshot the principal was built from.
+    #[must_use]
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Every permission the principal has, in name order.
+    #[must_use]
+    pub fn permissions(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = bits::ones(&self.bits)
+            .filter_map(PermissionId::from_index)
+            .filter_map(|id| self.snapshot.permission_name(id))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[inline]
+    fn word(&self, word: u32) -> u64 {
+        self.bits.get(word as usize).copied().unwrap_or(0)
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("roles", &self.roles)
+            .field("unknown_roles", &self.unknown_roles)
+            .field("permissions", &self.permissions())
+            .finish()
+    }
+}
+
+/// A route's requirement, resolved once against a snapshot so a typo fails at
+/// start-up and a check does no name lookups.
+///
+/// Permission ids are stable across the snapshots of one lineage (an
+/// [`Engine`](crate::Snapshot)'s successive snapshots), so a requirement keeps
+/// working across swaps; if its permission is later deleted, it denies.
+///
+/// # Examples
+///
+/// Scalekit's documented admin check: role `admin`, or permission
+/// `users.write`, or permission `roles.assign`.
+///
+/// ```
+/// use rolegraph::{Policy, Requirement};
+///
+/// let mut policy = Policy::new();
+/// policy.permission("users.write").permission("roles.assign").permission("x:y");
+/// policy.role("admin").grant("x:y");
+/// policy.role("owner").extends("admin");
+/// policy.role("hr").grant("users.write");
+/// policy.role("guest");
+/// let snapshot = policy.compile()?;
+///
+/// let admin = Requirement::role(&snapshot, "admin")?
+///     .or(Requirement::any_of(&snapshot, ["users.write", "roles.assign"])?);
+/// assert!(snapshot.principal(None, ["owner"]).satisfies(&admin));
+/// assert!(snapshot.principal(None, ["hr"]).satisfies(&admin));
+/// assert!(!snapshot.principal(None, ["guest"]).satisfies(&admin));
+/// assert!(Requirement::permission(&snapshot, "users.wirte").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Requirement {
+    lineage: u64,
+    node: Node,
+}
+
+type Masks = SmallVec<[(u32, u64); 2]>;
+
+#[derive(Clone, Debug)]
+enum Node {
+    One {
+        word: u32,
+        mask: u64,
+        id: PermissionId,
+        name: Arc<str>,
+    },
+    Any {
+        masks: Masks,
+        names: Arc<[Box<str>]>,
+    },
+    All {
+        masks: Masks,
+        names: Arc<[Box<str>]>,
+    },
+    Role(Arc<RoleNode>),
+    Or(Vec<Node>),
+    And(Vec<Node>),
+}
+
+#[derive(Debug)]
+struct RoleNode {
+    name: Box<str>,
+    /// The roles that are or extend `name`, for the snapshot that last asked.
+    cache: ArcSwapOption<RoleSet>,
+}
+
+#[derive(Debug)]
+struct RoleSet {
+    snapshot: u64,
+    members: Vec<u64>,
+}
+
+impl RoleNode {
+    fn matches(&self, p: &Principal) -> bool {
+        let id = p.snapshot.data().id;
+        let guard = self.cache.load();
+        let set = match guard.as_ref() {
+            Some(set) if set.snapshot == id => Arc::clone(set),
+            _ => {
+                let set = Arc::new(RoleSet {
+                    snapshot: id,
+                    members: p.snapshot.roles_extending(&self.name),
+                });
+                self.cache.store(Some(Arc::clone(&set)));
+                set
+            }
+        };
+        p.roles.iter().any(|r| bits::test(&set.members, r.index()))
+    }
+}
+
+impl Node {
+    fn eval(&self, p: &Principal) -> bool {
+        match self {
+            Self::One { word, mask, .. } => p.word(*word) & mask != 0,
+            Self::Any { masks, .. } => masks.iter().any(|(w, m)| p.word(*w) & m != 0),
+            Self::All { masks, .. } => masks.iter().all(|(w, m)| p.word(*w) & m == *m),
+            Self::Role(role) => role.matches(p),
+            Self::Or(nodes) => nodes.iter().any(|n| n.eval(p)),
+            Self::And(nodes) => nodes.iter().all(|n| n.eval(p)),
+        }
+    }
+
+    fn visit<'a>(&'a self, perms: &mut Vec<&'a str>, roles: &mut Vec<&'a str>) {
+        match self {
+            Self::One { name, .. } => perms.push(name),
+            Self::Any { names, .. } | Self::All { names, .. } => {
+                perms.extend(names.iter().map(|n| &**n));
+            }
+            Self::Role(role) => roles.push(&role.name),
+            Self::Or(nodes) | Self::And(nodes) => {
+                for n in nodes {
+                    n.visit(perms, roles);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list(f: &mut fmt::Formatter<'_>, what: &str, names: &[Box<str>]) -> fmt::Result {
+            write!(f, "{what} of ")?;
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "`{n}`")?;
+            }
+            Ok(())
+        }
+        fn join(f: &mut fmt::Formatter<'_>, sep: &str, nodes: &[Node]) -> fmt::Result {
+            for (i, n) in nodes.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(sep)?;
+                }
+                write!(f, "({n})")?;
+            }
+            Ok(())
+        }
+        match self {
+            Self::One { name, .. } => write!(f, "`{name}`"),
+            Self::Any { names, .. } => list(f, "any", names),
+            Self::All { names, .. } => list(f, "all", names),
+            Self::Role(role) => write!(f, "role `{}` or a role extending it", role.name),
+            Self::Or(nodes) => join(f, " or ", nodes),
+            Self::And(nodes) => join(f, " and ", nodes),
+        }
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.node.fmt(f)
+    }
+}
+
+fn masks_for(snapshot: &Snapshot, names: &[Box<str>]) -> Result<Masks, LookupError> {
+    if names.is_empty() {
+        return Err(LookupError::EmptyRequirement);
+    }
+    let mut masks = Masks::new();
+    for name in names {
+        let id = snapshot
+            .permission_id(name)
+            .ok_or_else(|| LookupError::UnknownPermission {
+                name: name.to_string(),
+            })?;
+        let (word, mask) = bits::locate(id.index());
+        let word = word as u32;
+        match masks.iter_mut().find(|(w, _)| *w == word) {
+            Some((_, m)) => *m |= mask,
+            None => masks.push((word, mask)),
+        }
+    }
+    masks.sort_unstable();
+    Ok(masks)
+}
+
+impl Requirement {
+    /// One permission.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::UnknownPermission`] when it is not declared.
+    pub fn permission(snapshot: &Snapshot, name: &str) -> Result<Self, LookupError> {
+        let id = snapshot
+            .permission_id(name)
+            .ok_or_else(|| LookupError::UnknownPermission {
+                name: name.to_owned(),
+            })?;
+        let (word, mask) = bits::locate(id.index());
+        Ok(Self::new(
+            snapshot,
+            Node::One {
+                word: word as u32,
+                mask,
+                id,
+                name: name.into(),
+            },
+        ))
+    }
+
+    /// At least one of the permissions.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::UnknownPermission`] for the first undeclared name,
+    /// [`LookupError::EmptyRequirement`] for an empty list.
+    pub fn any_of<I>(snapshot: &Snapshot, names: I) -> Result<Self, LookupError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let names: Arc<[Box<str>]> = names.into_iter().map(|n| n.as_ref().into()).collect();
+        let masks = masks_for(snapshot, &names)?;
+        Ok(Self::new(snapshot, Node::Any { masks, names }))
+    }
+
+    /// Every one of the permissions.
+    ///
+    /// # Errors
+    ///
+    /// As [`any_of`](Self::any_of).
+    pub fn all_of<I>(snapshot: &Snapshot, names: I) -> Result<Self, LookupError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let names: Arc<[Box<str>]> = names.into_iter().map(|n| n.as_ref().into()).collect();
+        let masks = masks_for(snapshot, &names)?;
+        Ok(Self::new(snapshot, Node::All { masks, names }))
+    }
+
+    /// The role `name` (in any scope) or a role that extends it, directly or not.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::UnknownRole`] when no role has that name.
+    pub fn role(snapshot: &Snapshot, name: &str) -> Result<Self, LookupError> {
+        let members = snapshot.roles_extending(name);
+        if members.iter().all(|w| *w == 0) {
+            return Err(LookupError::UnknownRole {
+                name: name.to_owned(),
+                organization: None,
+            });
+        }
+        let node = RoleNode {
+            name: name.into(),
+            cache: ArcSwapOption::from_pointee(RoleSet {
+                snapshot: snapshot.data().id,
+                members,
+            }),
+        };
+        Ok(Self::new(snapshot, Node::Role(Arc::new(node))))
+    }
+
+    /// Met when either requirement is met.
+    #[must_use]
+    pub fn or(self, other: Self) -> Self {
+        let lineage = if self.lineage == other.lineage {
+            self.lineage
+        } else {
+            0
+        };
+        let node = match (self.node, other.node) {
+            (Node::Or(mut a), Node::Or(b)) => {
+                a.extend(b);
+                Node::Or(a)
+            }
+            (Node::Or(mut a), b) => {
+                a.push(b);
+                Node::Or(a)
+            }
+            (a, b) => Node::Or(vec![a, b]),
+        };
+        Self { lineage, node }
+    }
+
+    /// Met when both requirements are met.
+    #[must_use]
+    pub fn and(self, other: Self) -> Self {
+        let lineage = if self.lineage == other.lineage {
+            self.lineage
+        } else {
+            0
+        };
+        let node = match (self.node, other.node) {
+            (Node::And(mut a), Node::And(b)) => {
+                a.extend(b);
+                Node::And(a)
+            }
+            (Node::And(mut a), b) => {
+                a.push(b);
+                Node::And(a)
+            }
+            (a, b) => Node::And(vec![a, b]),
+        };
+        Self { lineage, node }
+    }
+
+    fn new(snapshot: &Snapshot, node: Node) -> Self {
+        Self {
+            lineage: snapshot.data().lineage,
+            node,
+        }
+    }
+
+    /// The permission names and role names the requirement mentions, in order.
+    pub(crate) fn names(&self) -> (Vec<&str>, Vec<&str>) {
+        let (mut perms, mut roles) = (Vec::new(), Vec::new());
+        self.node.visit(&mut perms, &mut roles);
+        (perms, roles)
+    }
+
+    /// The permission, when the requirement is a single one.
+    #[must_use]
+    pub fn as_permission(&self) -> Option<PermissionId> {
+        match &self.node {
+            Node::One { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+impl Snapshot {
+    /// A bitset over role ids: the roles named `name` (any scope) and every
+    /// role that extends one of them, directly or not.
+    pub(crate) fn roles_extending(&self, name: &str) -> Vec<u64> {
+        let n = self.roles_len();
+        let mut members = vec![0u64; bits::words_for(n)];
+        let mut stack: Vec<RoleId> = self
+            .roles()
+            .filter(|r| self.role_name(*r) == name)
+            .collect();
+        if stack.is_empty() {
+            return members;
+        }
+        let dependents = self.data().bases.transpose(n);
+        for r in &stack {
+            bits::set(&mut members, r.index());
+        }
+        while let Some(r) = stack.pop() {
+            for &d in dependents.get(r.index()) {
+                if !bits::test(&members, d as usize) {
+                    bits::set(&mut members, d as usize);
+                    stack.extend(RoleId::from_index(d as usize));
+                }
+            }
+        }
+        members
+    }
+}

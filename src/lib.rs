@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Primary types
+//!
+//! - [`Policy`]: the policy file as plain data (JSON, TOML, or built in code).
+//! - [`Snapshot`]: the compiled, immutable policy; [`Policy::compile`] makes one
+//!   or fails with a [`CompileError`] listing every problem.
+//! - [`Principal`]: what one request may do, built once from token [`Claims`].
+//! - [`Requirement`]: a route's requirement, resolved once; checking it is a
+//!   few word operations.
+//! - [`Explanation`]: why a check allows or denies.
+//!
+//! # Feature flags
+//!
+//! - `toml`: read policy files written in TOML.
+//! - `cli`: the `rolegraph` command-line tool (implies `toml`).
+//!
+//! The default build has no CLI, async or HTTP dependencies.
+
+mod bits;
+mod check;
+mod compile;
+mod explain;
+mod ids;
+pub mod model;
+mod name;
+mod snapshot;
+
+pub use check::{Claims, Principal, Requirement};
+pub use compile::{CompileError, Cycle, DefaultRole, Problem};
+pub use explain::{Explanation, PermissionReason, RoleReason};
+pub use ids::{PermissionId, RoleId};
+pub use model::{GroupRoles, LoadError, Organization, Permission, Policy, Role};
+pub use snapshot::{EffectivePermission, LookupError, Snapshot, Warning};

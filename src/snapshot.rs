@@ -1,0 +1,827 @@
+//! The immutable compiled policy.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use hashbrown::HashTable;
+
+use crate::bits::{self, BitMatrix};
+use crate::compile::{matching, perm_name};
+use crate::ids::{PermissionId, RoleId};
+
+/// The scope number of environment roles.
+pub(crate) const ENV: u32 = u32::MAX;
+/// Marks a direct grant entry as a wildcard index rather than a permission id.
+pub(crate) const WILDCARD: u32 = 1 << 31;
+
+static NEXT_SNAPSHOT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique number for a new snapshot or lineage.
+pub(crate) fn next_snapshot_id() -> u64 {
+    NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A compiled policy: immutable, `Send + Sync`, and cheap to clone (one `Arc`).
+///
+/// # Invariant
+///
+/// Every `Snapshot` that exists is acyclic and its bitsets are transitively
+/// closed: the row of a role is its direct grants (wildcards expanded) OR-ed
+/// with the rows of every role it extends, directly or not. Only the compiler
+/// builds snapshots, and it refuses any policy that breaks a validity rule,
+/// so queries on a snapshot never fail for want of consistency.
+///
+/// # Examples
+///
+/// ```
+/// use rolegraph::Policy;
+///
+/// let policy: Policy = r#"{
+///     "permissions": [{"name": "projects:read"}, {"name": "projects:update"}],
+///     "roles": [
+///         {"name": "viewer", "permissions": ["projects:read"]},
+///         {"name": "editor", "extends": "viewer", "permissions": ["projects:update"]}
+///     ]
+/// }"#.parse()?;
+/// let snapshot = policy.compile()?;
+/// let editor = snapshot.role(None, "editor").unwrap();
+/// assert!(snapshot.role_has_permission(editor, "projects:read"));
+/// assert_eq!(snapshot.roles_granting("projects:read")?.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Snapshot(Arc<Data>);
+
+/// Names packed end to end in one string.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            text: String::with_capacity(n * 12),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        } as usize;
+        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
+}
+
+/// Compressed sparse rows: a list of `u32` per item.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Csr {
+    offsets: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Csr {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            items: Vec::with_capacity(n),
+        }
+    }
+
+    pub(crate) fn push(&mut self, list: &[u32]) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.items.extend_from_slice(list);
+        self.offsets
+            .push(u32::try_from(self.items.len()).unwrap_or(u32::MAX));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub(crate) fn items_len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &[u32] {
+        let start = self.offsets.get(i).copied().unwrap_or(0) as usize;
+        let end = self.offsets.get(i + 1).copied().unwrap_or(0) as usize;
+        self.items.get(start..end).unwrap_or(&[])
+    }
+
+    /// The reverse lists: for every `j` in `get(i)`, `i` is in `transpose.get(j)`.
+    pub(crate) fn transpose(&self, n: usize) -> Self {
+        let mut counts = vec![0u32; n + 1];
+        for &j in &self.items {
+            if let Some(c) = counts.get_mut(j as usize + 1) {
+                *c += 1;
+            }
+        }
+        for i in 1..counts.len() {
+            let prev = counts.get(i - 1).copied().unwrap_or(0);
+            if let Some(c) = counts.get_mut(i) {
+                *c += prev;
+            }
+        }
+        let mut fill = counts.clone();
+        let mut items = vec![0u32; self.items.len()];
+        for i in 0..self.len() {
+            for &j in self.get(i) {
+                if let Some(at) = fill.get_mut(j as usize) {
+                    if let Some(slot) = items.get_mut(*at as usize) {
+                        *slot = i as u32;
+                    }
+                    *at += 1;
+                }
+            }
+        }
+        Self {
+            offsets: counts,
+            items,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.offsets.capacity() + self.items.capacity()) * 4
+    }
+}
+
+/// Role lookup by `(scope, name)` without storing the names twice.
+#[derive(Clone)]
+pub(crate) struct RoleIndex {
+    table: HashTable<RoleId>,
+    state: ahash::RandomState,
+}
+
+impl RoleIndex {
+    pub(crate) fn build(names: &Names, scopes: &[u32]) -> Self {
+        let state = ahash::RandomState::new();
+        let mut table = HashTable::with_capacity(scopes.len());
+        for (i, &scope) in scopes.iter().enumerate() {
+            if let Some(id) = RoleId::from_index(i) {
+                let hash = state.hash_one((scope, names.get(i)));
+                table.insert_unique(hash, id, |id| {
+                    state.hash_one((
+                        scopes.get(id.index()).copied().unwrap_or(ENV),
+                        names.get(id.index()),
+                    ))
+                });
+            }
+        }
+        Self { table, state }
+    }
+
+    #[inline]
+    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<RoleId> {
+        let hash = self.state.hash_one((scope, name));
+        self.table
+            .find(hash, |id| {
+                scopes.get(id.index()) == Some(&scope) && names.get(id.index()) == name
+            })
+            .copied()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<RoleId>() + 1)
+    }
+}
+
+/// One organization's defaults and group mapping.
+#[derive(Debug, Clone)]
+pub(crate) struct Org {
+    pub(crate) id: Box<str>,
+    pub(crate) default_member: Option<RoleId>,
+    /// Sorted by group.
+    pub(crate) groups: Vec<(Box<str>, Vec<RoleId>)>,
+}
+
+/// Everything a snapshot holds.
+pub(crate) struct Data {
+    /// Unique per compiled snapshot (keys caches of derived data).
+    pub(crate) id: u64,
+    /// Shared by snapshots whose permission ids agree.
+    pub(crate) lineage: u64,
+    pub(crate) revision: u64,
+    /// Permission names by id; empty for a tombstone.
+    pub(crate) perms: Vec<Box<str>>,
+    pub(crate) perm_index: AHashMap<Box<str>, PermissionId>,
+    /// Live permission ids sorted by name.
+    pub(crate) perm_sorted: Vec<PermissionId>,
+    pub(crate) live_perms: usize,
+    pub(crate) role_names: Names,
+    pub(crate) role_scope: Vec<u32>,
+    pub(crate) role_index: RoleIndex,
+    /// Role -> the roles it extends (deduplicated, sorted by id).
+    pub(crate) bases: Csr,
+    /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
+    pub(crate) grants: Csr,
+    pub(crate) wildcards: Vec<Box<str>>,
+    pub(crate) rows: BitMatrix,
+    pub(crate) max_depth: u32,
+    pub(crate) orgs: Vec<Org>,
+    pub(crate) org_index: AHashMap<Box<str>, u32>,
+    pub(crate) default_creator: Option<RoleId>,
+    pub(crate) default_member: Option<RoleId>,
+}
+
+/// A name could not be resolved against a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// The permission is not declared.
+    #[error("permission `{name}` is not declared")]
+    UnknownPermission {
+        /// The name asked for.
+        name: String,
+    },
+    /// No role of that name in reach.
+    #[error("role `{name}` does not exist{}", in_org(organization.as_deref()))]
+    UnknownRole {
+        /// The name asked for.
+        name: String,
+        /// The organization it was looked up in.
+        organization: Option<String>,
+    },
+    /// The organization is not in the policy.
+    #[error("organization `{id}` does not exist")]
+    UnknownOrganization {
+        /// The id asked for.
+        id: String,
+    },
+    /// An any-of or all-of requirement with no permission.
+    #[error("a requirement needs at least one permission")]
+    EmptyRequirement,
+}
+
+fn in_org(org: Option<&str>) -> String {
+    org.map(|o| format!(" in organization `{o}`"))
+        .unwrap_or_default()
+}
+
+/// A permission a role has, and where it comes from.
+///
+/// What Scalekit's `permissions:all` returns, with the whole inheritance path
+/// rather than only the source role.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EffectivePermission {
+    /// The permission.
+    pub name: String,
+    /// From the role asked about to the role whose direct grant gives the
+    /// permission (the shortest such path, ties broken by role name).
+    pub path: Vec<String>,
+    /// The direct grant that matched: the permission itself or a wildcard.
+    pub grant: String,
+}
+
+impl EffectivePermission {
+    /// The role whose direct grant gives the permission (the last of `path`).
+    #[must_use]
+    pub fn source_role(&self) -> &str {
+        self.path.last().map_or("", String::as_str)
+    }
+}
+
+impl fmt::Display for EffectivePermission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: ", self.name)?;
+        for (i, role) in self.path.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" -> ")?;
+            }
+            write!(f, "`{role}`")?;
+        }
+        write!(f, " grants `{}`", self.grant)
+    }
+}
+
+/// A finding of [`Snapshot::warnings`]: worth a look, but the policy is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// No role grants this permission, directly or by a wildcard.
+    UngrantedPermission {
+        /// The permission.
+        name: String,
+    },
+    /// A wildcard grant that matches no declared permission yet.
+    WildcardMatchesNothing {
+        /// The granting role.
+        role: String,
+        /// Its organization, `None` for an environment role.
+        organization: Option<String>,
+        /// The grant as written (`projects:*`).
+        grant: String,
+    },
+    /// A role no role extends, no group maps and no default names.
+    UnreferencedRole {
+        /// The role.
+        role: String,
+        /// Its organization, `None` for an environment role.
+        organization: Option<String>,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::compile::RoleInScope;
+        match self {
+            Self::UngrantedPermission { name } => {
+                write!(f, "permission `{name}` is not granted by any role")
+            }
+            Self::WildcardMatchesNothing {
+                role,
+                organization,
+                grant,
+            } => write!(
+                f,
+                "{} grants `{grant}`, which matches no declared permission yet",
+                RoleInScope(role, organization.as_deref())
+            ),
+            Self::UnreferencedRole { role, organization } => write!(
+                f,
+                "{} is not extended, mapped to a group or a default role",
+                RoleInScope(role, organization.as_deref())
+            ),
+        }
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn from_data(data: Data) -> Self {
+        Self(Arc::new(data))
+    }
+
+    pub(crate) fn data(&self) -> &Data {
+        &self.0
+    }
+
+    /// The revision this snapshot was published at (0 for a direct compile).
+    #[must_use]
+    pub fn revision(&self) -> u64 {
+        self.0.revision
+    }
+
+    /// Number of roles, environment and organization roles together.
+    #[must_use]
+    pub fn roles_len(&self) -> usize {
+        self.0.role_scope.len()
+    }
+
+    /// Number of declared permissions.
+    #[must_use]
+    pub fn permissions_len(&self) -> usize {
+        self.0.live_perms
+    }
+
+    /// Number of organizations.
+    #[must_use]
+    pub fn organizations_len(&self) -> usize {
+        self.0.orgs.len()
+    }
+
+    /// The longest inheritance chain, counted in roles (0 with no roles).
+    #[must_use]
+    pub fn max_depth(&self) -> usize {
+        self.0.max_depth as usize
+    }
+
+    /// Bytes taken by the per-role permission bitsets alone.
+    #[must_use]
+    pub fn bitset_bytes(&self) -> usize {
+        self.0.rows.heap_bytes()
+    }
+
+    /// Bytes of heap the snapshot holds (bitsets, names, indexes), approximately.
+    #[must_use]
+    pub fn memory_bytes(&self) -> usize {
+        let d = &self.0;
+        let perm_names: usize = d.perms.iter().map(|p| p.len()).sum();
+        let org_bytes: usize = d
+            .orgs
+            .iter()
+            .map(|o| {
+                std::mem::size_of::<Org>()
+                    + o.id.len()
+                    + o.groups
+                        .iter()
+                        .map(|(g, r)| g.len() + r.capacity() * 4 + 40)
+                        .sum::<usize>()
+            })
+            .sum();
+        std::mem::size_of::<Data>()
+            + d.perms.capacity() * 16
+            + perm_names * 2
+            + d.perm_index.capacity() * 21
+            + d.perm_sorted.capacity() * 4
+            + d.role_names.heap_bytes()
+            + d.role_scope.capacity() * 4
+            + d.role_index.heap_bytes()
+            + d.bases.heap_bytes()
+            + d.grants.heap_bytes()
+            + d.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
+            + d.rows.heap_bytes()
+            + org_bytes
+            + d.org_index.capacity() * 21
+    }
+
+    /// Declared permission names, in name order.
+    pub fn permissions(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0
+            .perm_sorted
+            .iter()
+            .map(|id| perm_name(&self.0.perms, *id))
+    }
+
+    /// The id of a declared permission.
+    #[must_use]
+    pub fn permission_id(&self, name: &str) -> Option<PermissionId> {
+        self.0.perm_index.get(name).copied()
+    }
+
+    /// The name of a permission id (`None` for a deleted or foreign id).
+    #[must_use]
+    pub fn permission_name(&self, id: PermissionId) -> Option<&str> {
+        self.0
+            .perms
+            .get(id.index())
+            .map(|s| &**s)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Organization ids, in the order of the policy.
+    pub fn organizations(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.orgs.iter().map(|o| &*o.id)
+    }
+
+    /// Resolves a role name the way a token's role is resolved: among the
+    /// organization's roles first, then among environment roles. An unknown
+    /// or absent organization resolves environment roles only.
+    ///
+    /// # Complexity
+    ///
+    /// One or two hash lookups.
+    #[must_use]
+    #[inline]
+    pub fn role(&self, organization: Option<&str>, name: &str) -> Option<RoleId> {
+        self.role_in(self.scope_of(organization), name)
+    }
+
+    #[inline]
+    pub(crate) fn scope_of(&self, organization: Option<&str>) -> u32 {
+        organization
+            .and_then(|o| self.0.org_index.get(o).copied())
+            .unwrap_or(ENV)
+    }
+
+    #[inline]
+    pub(crate) fn role_in(&self, scope: u32, name: &str) -> Option<RoleId> {
+        let d = &self.0;
+        let find = |s| d.role_index.find(&d.role_names, &d.role_scope, s, name);
+        if scope == ENV {
+            find(ENV)
+        } else {
+            find(scope).or_else(|| find(ENV))
+        }
+    }
+
+    /// Every role id, in id order.
+    pub fn roles(&self) -> impl Iterator<Item = RoleId> + '_ {
+        (0..self.roles_len()).filter_map(RoleId::from_index)
+    }
+
+    /// A role's name (empty for an id from another snapshot that is out of range).
+    #[must_use]
+    pub fn role_name(&self, role: RoleId) -> &str {
+        self.0.role_names.get(role.index())
+    }
+
+    /// The organization a role belongs to, `None` for an environment role.
+    #[must_use]
+    pub fn role_organization(&self, role: RoleId) -> Option<&str> {
+        let scope = *self.0.role_scope.get(role.index())?;
+        self.0.orgs.get(scope as usize).map(|o| &*o.id)
+    }
+
+    /// The roles a role extends directly, in id order.
+    pub fn role_bases(&self, role: RoleId) -> impl Iterator<Item = RoleId> + '_ {
+        self.0
+            .bases
+            .get(role.index())
+            .iter()
+            .filter_map(|&b| RoleId::from_index(b as usize))
+    }
+
+    pub(crate) fn row(&self, role: RoleId) -> &[u64] {
+        self.0.rows.row(role.index())
+    }
+
+    pub(crate) fn width(&self) -> usize {
+        self.0.rows.width()
+    }
+
+    /// Whether `role` has `permission`, directly or by inheritance.
+    ///
+    /// # Complexity
+    ///
+    /// One hash lookup for the name, then one word test.
+    #[must_use]
+    pub fn role_has_permission(&self, role: RoleId, permission: &str) -> bool {
+        self.permission_id(permission)
+            .is_some_and(|p| bits::test(self.row(role), p.index()))
+    }
+
+    /// Every role that has `permission`, directly or by inheritance, in id order.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::UnknownPermission`] when it is not declared.
+    ///
+    /// # Complexity
+    ///
+    /// One word test per role: the snapshot keeps no reverse index, which
+    /// would cost as much memory again as the bitsets.
+    pub fn roles_granting(&self, permission: &str) -> Result<Vec<RoleId>, LookupError> {
+        let id = self
+            .permission_id(permission)
+            .ok_or_else(|| LookupError::UnknownPermission {
+                name: permission.to_owned(),
+            })?;
+        Ok(self
+            .roles()
+            .filter(|r| bits::test(self.row(*r), id.index()))
+            .collect())
+    }
+
+    /// The effective permissions of a role, each with the path of roles that
+    /// grants it: what Scalekit's `permissions:all` returns.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::UnknownOrganization`] or [`LookupError::UnknownRole`].
+    pub fn effective_permissions(
+        &self,
+        organization: Option<&str>,
+        role: &str,
+    ) -> Result<Vec<EffectivePermission>, LookupError> {
+        let scope = match organization {
+            Some(org) => *self
+                .0
+                .org_index
+                .get(org)
+                .ok_or_else(|| LookupError::UnknownOrganization { id: org.to_owned() })?,
+            None => ENV,
+        };
+        let id = self
+            .role_in(scope, role)
+            .ok_or_else(|| LookupError::UnknownRole {
+                name: role.to_owned(),
+                organization: organization.map(str::to_owned),
+            })?;
+        let mut found = self.grant_paths(&[id]);
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+
+    /// Breadth-first from `starts` through `extends`, neighbours in name
+    /// order: the first role met that directly grants a permission gives its
+    /// path, which is then the shortest, ties broken by role name.
+    pub(crate) fn grant_paths(&self, starts: &[RoleId]) -> Vec<EffectivePermission> {
+        let d = &self.0;
+        let n = self.roles_len();
+        let mut parent = vec![u32::MAX; n];
+        let mut seen = vec![false; n];
+        let mut order: Vec<usize> = Vec::new();
+        let mut frontier: Vec<usize> = starts.iter().map(|r| r.index()).collect();
+        frontier.sort_unstable_by(|a, b| d.role_names.get(*a).cmp(d.role_names.get(*b)));
+        frontier.dedup();
+        for &s in &frontier {
+            if let Some(flag) = seen.get_mut(s) {
+                *flag = true;
+            }
+        }
+        let mut head = 0;
+        order.extend(frontier);
+        while let Some(&v) = order.get(head) {
+            head += 1;
+            let mut next: Vec<usize> = d.bases.get(v).iter().map(|&b| b as usize).collect();
+            next.sort_unstable_by(|a, b| d.role_names.get(*a).cmp(d.role_names.get(*b)));
+            for w in next {
+                if let Some(flag) = seen.get_mut(w) {
+                    if !*flag {
+                        *flag = true;
+                        if let Some(p) = parent.get_mut(w) {
+                            *p = v as u32;
+                        }
+                        order.push(w);
+                    }
+                }
+            }
+        }
+        let mut assigned = vec![false; d.perms.len()];
+        let mut out = Vec::new();
+        for &v in &order {
+            let grants = d.grants.get(v);
+            // Exact grants first, then wildcards (ids sort below WILDCARD).
+            for &g in grants {
+                let (ids, text): (Vec<PermissionId>, String) = if g & WILDCARD == 0 {
+                    let id = PermissionId::from_index(g as usize);
+                    (
+                        id.into_iter().collect(),
+                        id.map(|i| perm_name(&d.perms, i).to_owned())
+                            .unwrap_or_default(),
+                    )
+                } else {
+                    let prefix = d.wildcards.get((g & !WILDCARD) as usize);
+                    let prefix = prefix.map_or("", |p| &**p);
+                    (
+                        matching(&d.perms, &d.perm_sorted, prefix).collect(),
+                        format!("{prefix}*"),
+                    )
+                };
+                for id in ids {
+                    let Some(flag) = assigned.get_mut(id.index()) else {
+                        continue;
+                    };
+                    if *flag {
+                        continue;
+                    }
+                    *flag = true;
+                    out.push(EffectivePermission {
+                        name: perm_name(&d.perms, id).to_owned(),
+                        path: self.path_to(&parent, v),
+                        grant: text.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn path_to(&self, parent: &[u32], mut v: usize) -> Vec<String> {
+        let mut path = vec![self.0.role_names.get(v).to_owned()];
+        while let Some(&p) = parent.get(v) {
+            if p == u32::MAX {
+                break;
+            }
+            v = p as usize;
+            path.push(self.0.role_names.get(v).to_owned());
+        }
+        path.reverse();
+        path
+    }
+
+    /// The environment's default creator role.
+    #[must_use]
+    pub fn default_creator_role(&self) -> Option<RoleId> {
+        self.0.default_creator
+    }
+
+    /// The default member role in `organization`: its override, else the
+    /// environment's.
+    #[must_use]
+    pub fn default_member_role(&self, organization: Option<&str>) -> Option<RoleId> {
+        organization
+            .and_then(|o| self.0.org_index.get(o))
+            .and_then(|&ix| self.0.orgs.get(ix as usize))
+            .and_then(|o| o.default_member)
+            .or(self.0.default_member)
+    }
+
+    /// The roles a directory user gets in `organization` from their groups
+    /// (given by id or display name): the union of the mapped roles, or the
+    /// default member role when no group maps. Sorted by id, deduplicated.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::UnknownOrganization`] for an organization the policy
+    /// does not list.
+    pub fn roles_for_groups<I, S>(
+        &self,
+        organization: &str,
+        groups: I,
+    ) -> Result<Vec<RoleId>, LookupError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let org = self
+            .0
+            .org_index
+            .get(organization)
+            .and_then(|&ix| self.0.orgs.get(ix as usize))
+            .ok_or_else(|| LookupError::UnknownOrganization {
+                id: organization.to_owned(),
+            })?;
+        let mut roles = Vec::new();
+        for group in groups {
+            let group = group.as_ref();
+            if let Ok(at) = org.groups.binary_search_by(|(g, _)| (**g).cmp(group)) {
+                if let Some((_, mapped)) = org.groups.get(at) {
+                    roles.extend_from_slice(mapped);
+                }
+            }
+        }
+        if roles.is_empty() {
+            roles.extend(org.default_member.or(self.0.default_member));
+        }
+        roles.sort_unstable();
+        roles.dedup();
+        Ok(roles)
+    }
+
+    /// What `lint` warns about: permissions no role grants, wildcards that
+    /// match nothing yet, roles nothing refers to. Deterministic order.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<Warning> {
+        let d = &self.0;
+        let mut out = Vec::new();
+        let mut granted = vec![0u64; self.width()];
+        for r in self.roles() {
+            bits::or_into(&mut granted, self.row(r));
+        }
+        for id in &d.perm_sorted {
+            if !bits::test(&granted, id.index()) {
+                out.push(Warning::UngrantedPermission {
+                    name: perm_name(&d.perms, *id).to_owned(),
+                });
+            }
+        }
+        let mut referenced = vec![false; self.roles_len()];
+        let mut mark = |r: RoleId| {
+            if let Some(flag) = referenced.get_mut(r.index()) {
+                *flag = true;
+            }
+        };
+        for r in self.roles() {
+            self.role_bases(r).for_each(&mut mark);
+        }
+        d.default_creator.into_iter().for_each(&mut mark);
+        d.default_member.into_iter().for_each(&mut mark);
+        for org in &d.orgs {
+            org.default_member.into_iter().for_each(&mut mark);
+            for (_, roles) in &org.groups {
+                roles.iter().copied().for_each(&mut mark);
+            }
+        }
+        let mut roles: Vec<RoleId> = self.roles().collect();
+        roles.sort_by(|a, b| {
+            (self.role_organization(*a), self.role_name(*a))
+                .cmp(&(self.role_organization(*b), self.role_name(*b)))
+        });
+        for r in roles {
+            let organization = self.role_organization(r).map(str::to_owned);
+            for &g in d.grants.get(r.index()) {
+                if g & WILDCARD == 0 {
+                    continue;
+                }
+                let prefix = d.wildcards.get((g & !WILDCARD) as usize);
+                let prefix = prefix.map_or("", |p| &**p);
+                if matching(&d.perms, &d.perm_sorted, prefix).next().is_none() {
+                    out.push(Warning::WildcardMatchesNothing {
+                        role: self.role_name(r).to_owned(),
+                        organization: organization.clone(),
+                        grant: format!("{prefix}*"),
+                    });
+                }
+            }
+            if referenced.get(r.index()) == Some(&false) {
+                out.push(Warning::UnreferencedRole {
+                    role: self.role_name(r).to_owned(),
+                    organization,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("revision", &self.revision())
+            .field("roles", &self.roles_len())
+            .field("permissions", &self.permissions_len())
+            .field("organizations", &self.organizations_len())
+            .finish_non_exhaustive()
+    }
+}
