@@ -1,1 +1,98 @@
-fn main() {}
+//! Per-request cost: a check on a built principal, and a principal built
+//! from a token's role names plus one check.
+//!
+//! Workload: `benches/common` (random forest of 100 / 10,000 / 100,000
+//! roles, chains up to 16 roles deep, 1,000 permissions, a principal holding
+//! 3 of the deepest roles, checking a permission inherited from the root of
+//! a 16-role chain). Targets (DESIGN.md): `check/principal` ≤ 5 ns and flat
+//! across sizes; `check/token3` ≤ 150 ns.
+//!
+//! ```text
+//! cargo bench --bench check -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+// Benches are not library code: a broken fixture should stop the run loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::hint::black_box;
+
+use common::Workload;
+use criterion::{criterion_main, BenchmarkId, Criterion};
+use rolegraph::{Requirement, Snapshot};
+
+/// Policy sizes, in roles.
+const SIZES: [usize; 3] = [100, 10_000, 100_000];
+
+/// A compiled workload with the principal's role names and the requirement.
+struct Fixture {
+    roles: usize,
+    snapshot: Snapshot,
+    role_names: Vec<String>,
+    requirement: Requirement,
+}
+
+fn fixture(roles: usize) -> Fixture {
+    let workload = Workload::new(roles);
+    let snapshot = workload.policy.compile().expect("the workload compiles");
+    assert_eq!(snapshot.roles_len(), roles);
+    assert!(snapshot.max_depth() <= common::MAX_DEPTH as usize);
+    let requirement = Requirement::permission(&snapshot, &workload.checked_permission)
+        .expect("the checked permission is declared");
+    let role_names = workload.principal_role_names();
+    let principal = snapshot.principal(None, &role_names);
+    assert_eq!(principal.roles().len(), common::PRINCIPAL_ROLES);
+    assert!(
+        principal.satisfies(&requirement),
+        "the workload's answer is allow"
+    );
+    Fixture {
+        roles,
+        snapshot,
+        role_names,
+        requirement,
+    }
+}
+
+fn bench_check(c: &mut Criterion) {
+    // Compile each size once for both groups.
+    let fixtures: Vec<Fixture> = SIZES.iter().map(|&n| fixture(n)).collect();
+
+    let mut group = c.benchmark_group("check/principal");
+    for f in &fixtures {
+        let principal = f.snapshot.principal(None, &f.role_names);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(f.roles),
+            &(&principal, &f.requirement),
+            |b, &(principal, requirement)| {
+                b.iter(|| black_box(principal).satisfies(black_box(requirement)));
+            },
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("check/token3");
+    for f in &fixtures {
+        let [a, b, c] = [0, 1, 2].map(|i| f.role_names[i].as_str());
+        group.bench_with_input(
+            BenchmarkId::from_parameter(f.roles),
+            &(&f.snapshot, &f.requirement),
+            |bencher, &(snapshot, requirement)| {
+                // The principal is built, checked and dropped, as in a request.
+                bencher.iter(|| {
+                    let principal = snapshot.principal(None, black_box([a, b, c]));
+                    principal.satisfies(black_box(requirement))
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+// `criterion_group!` makes an undocumented `pub fn`: inside a private module
+// it is not public API, so `missing_docs` leaves it alone.
+mod group {
+    criterion::criterion_group!(benches, super::bench_check);
+}
+criterion_main!(group::benches);

@@ -24,7 +24,9 @@ use crate::bits::{self, BitMatrix};
 use crate::ids::{PermissionId, RoleId};
 use crate::model::{Policy, Role};
 use crate::name::{classify_grant, is_valid_name, GrantKind};
-use crate::snapshot::{Csr, Data, Names, Org, RoleIndex, Snapshot, ENV, WILDCARD};
+use std::sync::Arc;
+
+use crate::snapshot::{Core, Csr, Names, Org, RoleIndex, Snapshot, ENV, WILDCARD};
 
 /// Compiles `policy` from scratch, in a new lineage.
 pub(crate) fn compile(policy: &Policy) -> Result<Snapshot, CompileError> {
@@ -61,7 +63,12 @@ pub(crate) fn compile_with(
             });
             continue;
         }
-        let reused = prev.and_then(|d| d.perm_index.get(p.name.as_str()).copied());
+        let reused = prev.and_then(|d| {
+            d.perm_index
+                .get(p.name.as_str())
+                .or_else(|| d.retired.get(p.name.as_str()))
+                .copied()
+        });
         let id = match reused {
             Some(id) => {
                 if let Some(slot) = perms.get_mut(id.index()) {
@@ -82,6 +89,18 @@ pub(crate) fn compile_with(
             }
         };
         perm_index.insert(p.name.as_str().into(), id);
+    }
+    // Previously known names not declared any more keep their ids, retired.
+    let mut retired: AHashMap<Box<str>, PermissionId> = AHashMap::new();
+    if let Some(d) = prev {
+        for (name, id) in d.perm_index.iter().chain(d.retired.iter()) {
+            if !perm_index.contains_key(name) {
+                retired.insert(name.clone(), *id);
+                if let Some(slot) = perms.get_mut(id.index()) {
+                    *slot = name.clone();
+                }
+            }
+        }
     }
     let mut perm_sorted: Vec<PermissionId> = perm_index.values().copied().collect();
     perm_sorted.sort_unstable_by(|a, b| perm_name(&perms, *a).cmp(perm_name(&perms, *b)));
@@ -331,25 +350,24 @@ pub(crate) fn compile_with(
         role_scope.push(*scope);
     }
     let role_index = RoleIndex::build(&role_names, &role_scope);
-    let live_perms = perm_index.len();
-    Ok(Snapshot::from_data(Data {
+    Ok(Snapshot::from_core(Core {
         id: crate::snapshot::next_snapshot_id(),
         lineage: prev.map_or_else(crate::snapshot::next_snapshot_id, |p| p.lineage),
-        revision: prev.map_or(0, |p| p.revision),
-        perms,
-        perm_index,
-        perm_sorted,
-        live_perms,
-        role_names,
-        role_scope,
-        role_index,
-        bases,
-        grants,
-        wildcards,
-        rows,
+        perms: Arc::new(perms),
+        perm_index: Arc::new(perm_index),
+        retired: Arc::new(retired),
+        perm_sorted: Arc::new(perm_sorted),
+        role_names: Arc::new(role_names),
+        role_scope: Arc::new(role_scope),
+        role_index: Arc::new(role_index),
+        bases: Arc::new(bases),
+        grants: Arc::new(grants),
+        wildcards: Arc::new(wildcards),
+        rows: Arc::new(rows),
+        depth: Arc::new(depth),
         max_depth,
-        orgs,
-        org_index,
+        orgs: Arc::new(orgs),
+        org_index: Arc::new(org_index),
         default_creator,
         default_member,
     }))

@@ -10,6 +10,7 @@ use hashbrown::HashTable;
 use crate::bits::{self, BitMatrix};
 use crate::compile::{matching, perm_name};
 use crate::ids::{PermissionId, RoleId};
+use crate::membership::Members;
 
 /// The scope number of environment roles.
 pub(crate) const ENV: u32 = u32::MAX;
@@ -215,31 +216,54 @@ pub(crate) struct Org {
     pub(crate) groups: Vec<(Box<str>, Vec<RoleId>)>,
 }
 
-/// Everything a snapshot holds.
+/// What a published snapshot is: a compiled policy, the memberships, and the
+/// revision they were published at. Publishing a membership change shares
+/// the compiled policy; the memberships map is persistent (structural
+/// sharing), so neither is copied.
 pub(crate) struct Data {
-    /// Unique per compiled snapshot (keys caches of derived data).
-    pub(crate) id: u64,
-    /// Shared by snapshots whose permission ids agree.
-    pub(crate) lineage: u64,
     pub(crate) revision: u64,
-    /// Permission names by id; empty for a tombstone.
-    pub(crate) perms: Vec<Box<str>>,
-    pub(crate) perm_index: AHashMap<Box<str>, PermissionId>,
+    pub(crate) core: Arc<Core>,
+    pub(crate) members: Members,
+}
+
+impl std::ops::Deref for Data {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// The compiled policy. Large parts sit behind their own `Arc` so that an
+/// incremental recompile copies only the parts a change touches.
+#[derive(Clone)]
+pub(crate) struct Core {
+    /// Unique per compiled policy (keys caches of derived data).
+    pub(crate) id: u64,
+    /// Shared by compiled policies whose permission ids agree.
+    pub(crate) lineage: u64,
+    /// Permission names by id; a deleted permission keeps its name here but
+    /// leaves `perm_index` for `retired`.
+    pub(crate) perms: Arc<Vec<Box<str>>>,
+    pub(crate) perm_index: Arc<AHashMap<Box<str>, PermissionId>>,
+    /// Deleted permissions, so that one declared again gets its id back.
+    pub(crate) retired: Arc<AHashMap<Box<str>, PermissionId>>,
     /// Live permission ids sorted by name.
-    pub(crate) perm_sorted: Vec<PermissionId>,
-    pub(crate) live_perms: usize,
-    pub(crate) role_names: Names,
-    pub(crate) role_scope: Vec<u32>,
-    pub(crate) role_index: RoleIndex,
+    pub(crate) perm_sorted: Arc<Vec<PermissionId>>,
+    pub(crate) role_names: Arc<Names>,
+    pub(crate) role_scope: Arc<Vec<u32>>,
+    pub(crate) role_index: Arc<RoleIndex>,
     /// Role -> the roles it extends (deduplicated, sorted by id).
-    pub(crate) bases: Csr,
+    pub(crate) bases: Arc<Csr>,
     /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
-    pub(crate) grants: Csr,
-    pub(crate) wildcards: Vec<Box<str>>,
-    pub(crate) rows: BitMatrix,
+    pub(crate) grants: Arc<Csr>,
+    pub(crate) wildcards: Arc<Vec<Box<str>>>,
+    pub(crate) rows: Arc<BitMatrix>,
+    /// Role -> the longest chain from it, counted in roles.
+    pub(crate) depth: Arc<Vec<u32>>,
     pub(crate) max_depth: u32,
-    pub(crate) orgs: Vec<Org>,
-    pub(crate) org_index: AHashMap<Box<str>, u32>,
+    pub(crate) orgs: Arc<Vec<Org>>,
+    pub(crate) org_index: Arc<AHashMap<Box<str>, u32>>,
     pub(crate) default_creator: Option<RoleId>,
     pub(crate) default_member: Option<RoleId>,
 }
@@ -367,15 +391,28 @@ impl fmt::Display for Warning {
 }
 
 impl Snapshot {
-    pub(crate) fn from_data(data: Data) -> Self {
-        Self(Arc::new(data))
+    pub(crate) fn from_core(core: Core) -> Self {
+        Self(Arc::new(Data {
+            revision: 0,
+            core: Arc::new(core),
+            members: Members::default(),
+        }))
+    }
+
+    pub(crate) fn from_arc(data: Arc<Data>) -> Self {
+        Self(data)
+    }
+
+    pub(crate) fn arc(&self) -> &Arc<Data> {
+        &self.0
     }
 
     pub(crate) fn data(&self) -> &Data {
         &self.0
     }
 
-    /// The revision this snapshot was published at (0 for a direct compile).
+    /// The revision this snapshot was published at: 0 for a direct compile,
+    /// the engine's revision counter for a published one. It only grows.
     #[must_use]
     pub fn revision(&self) -> u64 {
         self.0.revision
@@ -390,7 +427,7 @@ impl Snapshot {
     /// Number of declared permissions.
     #[must_use]
     pub fn permissions_len(&self) -> usize {
-        self.0.live_perms
+        self.0.perm_index.len()
     }
 
     /// Number of organizations.
@@ -429,6 +466,9 @@ impl Snapshot {
             })
             .sum();
         std::mem::size_of::<Data>()
+            + std::mem::size_of::<Core>()
+            + d.depth.capacity() * 4
+            + d.retired.capacity() * 21
             + d.perms.capacity() * 16
             + perm_names * 2
             + d.perm_index.capacity() * 21
@@ -461,11 +501,8 @@ impl Snapshot {
     /// The name of a permission id (`None` for a deleted or foreign id).
     #[must_use]
     pub fn permission_name(&self, id: PermissionId) -> Option<&str> {
-        self.0
-            .perms
-            .get(id.index())
-            .map(|s| &**s)
-            .filter(|s| !s.is_empty())
+        let name = self.0.perms.get(id.index())?;
+        (self.0.perm_index.get(name) == Some(&id)).then_some(&**name)
     }
 
     /// Organization ids, in the order of the policy.
@@ -759,7 +796,7 @@ impl Snapshot {
         for r in self.roles() {
             bits::or_into(&mut granted, self.row(r));
         }
-        for id in &d.perm_sorted {
+        for id in d.perm_sorted.iter() {
             if !bits::test(&granted, id.index()) {
                 out.push(Warning::UngrantedPermission {
                     name: perm_name(&d.perms, *id).to_owned(),
@@ -777,7 +814,7 @@ impl Snapshot {
         }
         d.default_creator.into_iter().for_each(&mut mark);
         d.default_member.into_iter().for_each(&mut mark);
-        for org in &d.orgs {
+        for org in d.orgs.iter() {
             org.default_member.into_iter().for_each(&mut mark);
             for (_, roles) in &org.groups {
                 roles.iter().copied().for_each(&mut mark);

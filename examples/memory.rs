@@ -1,0 +1,110 @@
+//! Reports the memory a compiled snapshot takes at 100,000 roles × 1,000
+//! permissions (the benches' workload), against DESIGN.md's target: memory
+//! ≤ 1.5 × the bitsets' own size.
+//!
+//! ```text
+//! cargo run --release --example memory [ROLES]
+//! ```
+//!
+//! Prints the snapshot's own accounting ([`Snapshot::memory_bytes`] against
+//! [`Snapshot::bitset_bytes`]) and, on Linux, what the process saw: resident
+//! memory kept after the compile, and the peak reached during it (VmHWM,
+//! reset just before the compile when the kernel allows).
+
+// An example, not library code: a broken fixture should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::Workload;
+use rolegraph::Snapshot;
+
+/// A `kB` field of `/proc/self/status`, in bytes (`None` off Linux).
+fn status_bytes(field: &str) -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: usize = line
+        .trim_start_matches(field)
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0); whether it worked.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn main() {
+    let roles: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("ROLES is a number"))
+        .unwrap_or(100_000);
+
+    let workload = Workload::new(roles);
+    let rss_before = status_bytes("VmRSS");
+    let peak_reset = reset_peak();
+    let peak_before = status_bytes("VmHWM");
+
+    let started = Instant::now();
+    let snapshot: Snapshot = workload.policy.compile().expect("the workload compiles");
+    let elapsed = started.elapsed();
+
+    let rss_after = status_bytes("VmRSS");
+    let peak_after = status_bytes("VmHWM");
+
+    let bitsets = snapshot.bitset_bytes();
+    let memory = snapshot.memory_bytes();
+    let ratio = memory as f64 / bitsets as f64;
+    println!("roles              {}", snapshot.roles_len());
+    println!("permissions        {}", snapshot.permissions_len());
+    println!(
+        "max depth          {} roles (generator: {})",
+        snapshot.max_depth(),
+        workload.max_depth()
+    );
+    println!("compile (1 run)    {elapsed:.1?}");
+    println!("bitset_bytes       {bitsets} ({})", mib(bitsets));
+    println!("memory_bytes       {memory} ({})", mib(memory));
+    println!(
+        "ratio              {ratio:.3} (target <= 1.5: {})",
+        if ratio <= 1.5 { "met" } else { "MISSED" }
+    );
+    match (rss_before, rss_after) {
+        (Some(before), Some(after)) => {
+            let kept = after.saturating_sub(before);
+            println!(
+                "RSS kept           +{} ({:.3} x bitsets; includes freed compile scratch the allocator kept)",
+                mib(kept),
+                kept as f64 / bitsets as f64
+            );
+        }
+        _ => println!("RSS kept           unavailable (no /proc/self/status)"),
+    }
+    match (rss_before, peak_before, peak_after) {
+        (Some(before), Some(_), Some(after)) if peak_reset => {
+            let peak = after.saturating_sub(before);
+            println!(
+                "peak RSS growth    +{} ({:.3} x bitsets; VmHWM reset before the compile)",
+                mib(peak),
+                peak as f64 / bitsets as f64
+            );
+        }
+        (_, Some(before), Some(after)) => println!(
+            "peak RSS growth    >= +{} (VmHWM could not be reset: a lower bound)",
+            mib(after.saturating_sub(before))
+        ),
+        _ => println!("peak RSS growth    unavailable (no /proc/self/status)"),
+    }
+}
