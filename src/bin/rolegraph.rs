@@ -105,7 +105,7 @@ struct LintArgs {
     "Examples:
   rolegraph check --policy policy.json --roles editor projects:update
   rolegraph check --policy policy.json --org org_123 --roles manager,viewer --explain tasks:assign
-  rolegraph check --policy policy.json --roles viewer --permissions tasks:assign tasks:assign
+  rolegraph check --policy policy.json --roles viewer --permissions tasks:assign,tasks:update tasks:update
 
 ",
     exit_status!()
@@ -261,10 +261,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Writes `kind: message` on stderr; a failing stderr is ignored (there is
-/// nowhere left to report it).
+/// Writes `kind: message` on stderr, as one line even when the offending
+/// input holds a line break; a failing stderr is ignored (there is nowhere
+/// left to report it).
 fn diagnostic(kind: &str, message: &str) {
-    let _ = writeln!(io::stderr().lock(), "{kind}: {message}");
+    let mut line = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    let _ = writeln!(io::stderr().lock(), "{kind}: {line}");
 }
 
 fn warning(message: &str) {
@@ -422,14 +431,14 @@ struct Query {
 
 /// One `eval` answer line.
 #[derive(Debug, Default, Serialize)]
-struct Answer<'a> {
+struct Answer {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    unknown_roles: Vec<&'a str>,
+    unknown_roles: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    ignored_permissions: Vec<&'a str>,
+    ignored_permissions: Vec<String>,
 }
 
 /// A serde_json error as `invalid json: ...` (syntax) or `invalid query: ...`
@@ -470,13 +479,13 @@ fn parse_query(text: &str) -> Result<Query, String> {
     ))
 }
 
+fn owned(names: Vec<&str>) -> Vec<String> {
+    names.into_iter().map(str::to_owned).collect()
+}
+
 /// Parses and answers one query; `Err` is the error text (without the line number).
-fn answer_query<'q>(
-    snapshot: &Snapshot,
-    text: &str,
-    query: &'q mut Option<Query>,
-) -> Result<Answer<'q>, String> {
-    let query: &'q Query = query.insert(parse_query(text)?);
+fn answer_query(snapshot: &Snapshot, text: &str) -> Result<Answer, String> {
+    let query = parse_query(text)?;
     let given: Vec<&str> = [
         ("check", query.check.is_some()),
         ("any", query.any.is_some()),
@@ -490,12 +499,11 @@ fn answer_query<'q>(
         (None, Some(ps), None) => Requirement::any_of(snapshot, ps),
         (None, None, Some(ps)) => Requirement::all_of(snapshot, ps),
         _ => {
-            let listed = given
-                .iter()
-                .map(|g| format!("`{g}`"))
-                .collect::<Vec<_>>()
-                .join(" and ");
-            return Err(if listed.is_empty() {
+            let listed = match given.as_slice() {
+                [a, b] => format!("`{a}` and `{b}`"),
+                _ => "`check`, `any` and `all`".to_owned(),
+            };
+            return Err(if given.is_empty() {
                 "the query needs exactly one of `check`, `any`, `all`".to_owned()
             } else {
                 format!("the query has {listed}: it needs exactly one of `check`, `any`, `all`")
@@ -519,8 +527,8 @@ fn answer_query<'q>(
     Ok(Answer {
         allowed,
         error: None,
-        unknown_roles: unknown_roles(snapshot, org, roles),
-        ignored_permissions: ignored_permissions(snapshot, permissions),
+        unknown_roles: owned(unknown_roles(snapshot, org, roles)),
+        ignored_permissions: owned(ignored_permissions(snapshot, permissions)),
     })
 }
 
@@ -543,10 +551,9 @@ fn eval(args: &EvalArgs) -> Outcome {
             break;
         }
         number += 1;
-        let mut query = None;
         let answer = match std::str::from_utf8(&bytes) {
             Ok(text) if text.trim().is_empty() => None,
-            Ok(text) => Some(answer_query(&snapshot, text.trim_end(), &mut query)),
+            Ok(text) => Some(answer_query(&snapshot, text.trim_end())),
             Err(_) => Some(Err("invalid json: the line is not utf-8".to_owned())),
         };
         if let Some(answer) = answer {
