@@ -60,6 +60,7 @@ pub(crate) fn ones(row: &[u64]) -> impl Iterator<Item = usize> + '_ {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BitMatrix {
     width: usize,
+    rows: usize,
     words: Vec<u64>,
 }
 
@@ -67,6 +68,7 @@ impl BitMatrix {
     pub(crate) fn new(rows: usize, width: usize) -> Self {
         Self {
             width,
+            rows,
             words: vec![0; rows.saturating_mul(width)],
         }
     }
@@ -112,6 +114,37 @@ impl BitMatrix {
         }
     }
 
+    /// Appends a zeroed row.
+    pub(crate) fn push_row(&mut self) {
+        self.words.resize(self.words.len() + self.width, 0);
+        self.rows += 1;
+    }
+
+    /// The same rows, each widened (or kept) to `width` words.
+    pub(crate) fn widened(&self, width: usize) -> Self {
+        if width <= self.width {
+            return self.clone();
+        }
+        let mut out = Self::new(self.rows, width);
+        for r in 0..self.rows {
+            or_into(out.row_mut(r), self.row(r));
+        }
+        out
+    }
+
+    /// Clears bit `bit` in every row.
+    pub(crate) fn clear_column(&mut self, bit: usize) {
+        let (word, mask) = locate(bit);
+        if self.width == 0 {
+            return;
+        }
+        for row in self.words.chunks_exact_mut(self.width) {
+            if let Some(w) = row.get_mut(word) {
+                *w &= !mask;
+            }
+        }
+    }
+
     /// Bytes held by the matrix.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.words.capacity() * std::mem::size_of::<u64>()
@@ -135,6 +168,18 @@ mod tests {
         assert_eq!(words_for(0), 0);
         assert_eq!(words_for(64), 1);
         assert_eq!(words_for(65), 2);
+    }
+
+    #[test]
+    fn widening_keeps_rows_even_from_zero_width() {
+        let mut m = BitMatrix::new(2, 0);
+        m.push_row();
+        let mut w = m.widened(2);
+        set(w.row_mut(2), 100);
+        assert_eq!(ones(w.row(2)).collect::<Vec<_>>(), [100]);
+        assert!(w.row(1).iter().all(|x| *x == 0));
+        w.clear_column(100);
+        assert!(w.row(2).iter().all(|x| *x == 0));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use error::LoadError;
 /// Field names and meaning follow DESIGN.md's policy file, which follows
 /// Scalekit's roles & permissions. Unknown fields are rejected when parsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Policy {
     /// Every permission a role may grant or a request may check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -59,7 +59,7 @@ pub struct Policy {
 
 /// A named action, conventionally `resource:action`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Permission {
     /// The permission's name: 1–128 characters from `A–Z a–z 0–9 _ . : -`.
     pub name: String,
@@ -70,7 +70,7 @@ pub struct Permission {
 
 /// A role: direct grants plus the base roles it extends.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Role {
     /// The role's name, unique in its scope.
     pub name: String,
@@ -96,7 +96,7 @@ pub struct Role {
 /// An organization: its own roles, an optional default member role, and the
 /// mapping from directory groups to roles.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Organization {
     /// The organization's id, as in a token's `oid` claim (`org_…`).
     pub id: String,
@@ -113,7 +113,7 @@ pub struct Organization {
 
 /// The roles a directory group's members get in one organization.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct GroupRoles {
     /// The directory group, by id (`dirgroup_…`) or display name.
     pub group: String,
@@ -353,6 +353,47 @@ impl std::str::FromStr for Policy {
     }
 }
 
+/// Implements serde's traits through the `remote = "Self"` derives, reading
+/// only maps: the plain derive would also read a JSON array positionally, so
+/// `[["viewer"]]` would quietly become a role.
+macro_rules! objects_only {
+    ($($ty:ident: $what:literal),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor;
+
+                impl<'de> Visitor<'de> for ObjectVisitor {
+                    type Value = $ty;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($what)
+                    }
+
+                    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        $ty::deserialize(de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+
+                de.deserialize_map(ObjectVisitor)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $ty::serialize(self, s)
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    Policy: "a policy object",
+    Permission: "a permission object",
+    Role: "a role object",
+    Organization: "an organization object",
+    GroupRoles: "a group mapping object",
+);
+
 fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
     struct OneOrMany;
 
@@ -419,6 +460,19 @@ mod tests {
             err.contains("`roles[1]`") || err.contains("`roles[1].extend`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn arrays_are_not_read_as_objects() {
+        for text in [
+            "[]",
+            r#"{"roles":[["viewer"]]}"#,
+            r#"{"permissions":[["a:b"]]}"#,
+            r#"{"organizations":[["o"]]}"#,
+        ] {
+            let err = Policy::from_json(text).unwrap_err().to_string();
+            assert!(err.contains("expected a"), "{text}: {err}");
+        }
     }
 
     #[test]
