@@ -158,7 +158,14 @@ impl Principal {
     #[must_use]
     #[inline]
     pub fn satisfies(&self, requirement: &Requirement) -> bool {
-        self.lineage == requirement.lineage && requirement.node.eval(self)
+        if self.lineage != requirement.lineage {
+            return false;
+        }
+        // The common case, one permission, without the recursive evaluator.
+        match &requirement.node {
+            Node::One { word, mask, .. } => self.word(*word) & mask != 0,
+            node => node.eval(self),
+        }
     }
 
     /// Whether the principal has this permission.

@@ -18,19 +18,27 @@
 //! The default build has no CLI, async or HTTP dependencies.
 
 mod bits;
+mod change;
 mod check;
 mod compile;
+mod engine;
 mod explain;
 mod ids;
+pub(crate) mod journal;
 mod membership;
 pub mod model;
 mod name;
 mod snapshot;
 
+pub use change::{Change, ChangeError, ChangeMeta, Outcome, Reparent};
 pub use check::{Claims, Principal, Requirement};
 pub use compile::{CompileError, Cycle, DefaultRole, Problem};
+pub use engine::{
+    AssignmentGuard, Engine, EngineOptions, Entry, OpenError, RoleAssignment, RolesChanged, Stats,
+};
 pub use explain::{Explanation, PermissionReason, RoleReason};
 pub use ids::{PermissionId, RoleId};
+pub use journal::JournalError;
 pub use membership::Membership;
 pub use model::{GroupRoles, LoadError, Organization, Permission, Policy, Role};
 pub use snapshot::{EffectivePermission, LookupError, Snapshot, Warning};

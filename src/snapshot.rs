@@ -192,8 +192,29 @@ impl RoleIndex {
         Self { table, state }
     }
 
+    /// Adds role `id`, already pushed to `names` and `scopes`.
+    pub(crate) fn insert(&mut self, names: &Names, scopes: &[u32], id: RoleId) {
+        let state = &self.state;
+        let hash = state.hash_one((
+            scopes.get(id.index()).copied().unwrap_or(ENV),
+            names.get(id.index()),
+        ));
+        self.table.insert_unique(hash, id, |id| {
+            state.hash_one((
+                scopes.get(id.index()).copied().unwrap_or(ENV),
+                names.get(id.index()),
+            ))
+        });
+    }
+
     #[inline]
-    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<RoleId> {
+    pub(crate) fn find(
+        &self,
+        names: &Names,
+        scopes: &[u32],
+        scope: u32,
+        name: &str,
+    ) -> Option<RoleId> {
         let hash = self.state.hash_one((scope, name));
         self.table
             .find(hash, |id| {
@@ -387,6 +408,31 @@ impl fmt::Display for Warning {
                 RoleInScope(role, organization.as_deref())
             ),
         }
+    }
+}
+
+impl Core {
+    /// The role `name` in exactly this scope (no fallback to the environment).
+    pub(crate) fn find_role(&self, scope: u32, name: &str) -> Option<RoleId> {
+        self.role_index
+            .find(&self.role_names, &self.role_scope, scope, name)
+    }
+
+    /// The role `name` as seen from `scope`: its own roles, then the environment's.
+    pub(crate) fn resolve_role(&self, scope: u32, name: &str) -> Option<RoleId> {
+        let own = if scope == ENV {
+            None
+        } else {
+            self.find_role(scope, name)
+        };
+        own.or_else(|| self.find_role(ENV, name))
+    }
+
+    /// The scope number of an organization, `ENV` when it is not listed.
+    pub(crate) fn scope_number(&self, organization: Option<&str>) -> u32 {
+        organization
+            .and_then(|o| self.org_index.get(o).copied())
+            .unwrap_or(ENV)
     }
 }
 
@@ -677,9 +723,19 @@ impl Snapshot {
         let mut assigned = vec![false; d.perms.len()];
         let mut out = Vec::new();
         for &v in &order {
-            let grants = d.grants.get(v);
-            // Exact grants first, then wildcards (ids sort below WILDCARD).
-            for &g in grants {
+            // Exact grants first, then wildcards from the longest prefix: the
+            // most specific grant is named, whatever the order the policy
+            // declares grants and roles in (wildcard indexes follow it).
+            let mut grants = d.grants.get(v).to_vec();
+            grants.sort_by_key(|&g| {
+                let wildcard = (g & WILDCARD != 0).then(|| {
+                    d.wildcards
+                        .get((g & !WILDCARD) as usize)
+                        .map_or(0, |p| p.len())
+                });
+                (wildcard.map(std::cmp::Reverse), g)
+            });
+            for &g in &grants {
                 let (ids, text): (Vec<PermissionId>, String) = if g & WILDCARD == 0 {
                     let id = PermissionId::from_index(g as usize);
                     (

@@ -1,0 +1,35 @@
+//! Load the bundled example policy, resolve a route requirement once, and
+//! check requests built from token claims.
+//!
+//! Run with `cargo run --example quickstart`.
+
+use rolegraph::{Claims, Policy, Requirement};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.json");
+    let snapshot = Policy::from_path(path)?.compile()?;
+    println!(
+        "{} roles, {} permissions, deepest chain {} roles, {} bytes",
+        snapshot.roles_len(),
+        snapshot.permissions_len(),
+        snapshot.max_depth(),
+        snapshot.memory_bytes()
+    );
+
+    // Resolved once, at start-up: a typo would fail here.
+    let merge = Requirement::permission(&snapshot, "pulls:merge")?;
+    let admin = Requirement::role(&snapshot, "admin")?.or(Requirement::any_of(
+        &snapshot,
+        ["users.write", "roles.assign"],
+    )?);
+
+    // Per request: the verified token's claims become a principal once.
+    let token = r#"{"sub": "usr_1", "oid": "org_69615647365005430",
+                    "roles": ["delivery_lead"], "permissions": ["tasks:assign"]}"#;
+    let claims: Claims = serde_json::from_str(token)?;
+    let principal = snapshot.principal_for(&claims);
+    println!("may merge: {}", principal.satisfies(&merge));
+    println!("is admin: {}", principal.satisfies(&admin));
+    println!("{}", snapshot.explain(&claims, &admin));
+    Ok(())
+}

@@ -1,0 +1,643 @@
+//! The engine's source of truth: the policy and memberships as persistent
+//! maps, so that a batch is applied to an O(1) copy and a refused batch is
+//! simply dropped.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::change::{Change, ChangeError, Outcome, Reparent};
+use crate::membership::{Members, Membership};
+use crate::model::{GroupRoles, Organization, Permission, Policy, Role};
+
+/// Roles, defaults and group mapping of one scope (the environment or an
+/// organization).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Scope {
+    pub(crate) roles: OrdMap<String, Role>,
+    pub(crate) default_member: Option<String>,
+    pub(crate) groups: OrdMap<String, Vec<String>>,
+}
+
+/// The whole mutable state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Model {
+    pub(crate) permissions: OrdMap<String, Option<String>>,
+    pub(crate) env: Scope,
+    pub(crate) default_creator: Option<String>,
+    pub(crate) orgs: OrdMap<String, Scope>,
+    pub(crate) members: Members,
+}
+
+/// A role's address: organization (`None` for the environment) and name.
+pub(crate) type RoleKey = (Option<String>, String);
+
+/// What a batch touched, for the incremental recompiler.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Something the incremental path does not handle: recompile in full.
+    pub(crate) structural: bool,
+    /// Existing roles whose grants or bases changed.
+    pub(crate) roles: Vec<RoleKey>,
+    /// Of those, the ones whose bases changed.
+    pub(crate) rebased: Vec<RoleKey>,
+    /// New roles, in creation order.
+    pub(crate) created: Vec<RoleKey>,
+    pub(crate) perms_created: Vec<String>,
+    pub(crate) perms_deleted: Vec<String>,
+    /// Defaults or group mappings changed.
+    pub(crate) defaults: bool,
+    /// Memberships touched: (organization, user).
+    pub(crate) members: Vec<(String, String)>,
+    /// How many policy-level changes (not memberships, not descriptions).
+    pub(crate) policy_changes: usize,
+    pub(crate) outcome: Outcome,
+}
+
+fn key_text(org: Option<&str>, name: &str) -> String {
+    match org {
+        Some(o) => format!("{o}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+impl Model {
+    pub(crate) fn from_policy(policy: &Policy) -> Self {
+        let mut m = Self {
+            default_creator: policy.default_creator_role.clone(),
+            ..Self::default()
+        };
+        for p in &policy.permissions {
+            m.permissions.insert(p.name.clone(), p.description.clone());
+        }
+        m.env = scope_from(&policy.roles, policy.default_member_role.clone(), &[]);
+        for org in &policy.organizations {
+            m.orgs.insert(
+                org.id.clone(),
+                scope_from(
+                    &org.roles,
+                    org.default_member_role.clone(),
+                    &org.group_roles,
+                ),
+            );
+        }
+        m
+    }
+
+    pub(crate) fn to_policy(&self) -> Policy {
+        Policy {
+            permissions: self
+                .permissions
+                .iter()
+                .map(|(name, description)| Permission {
+                    name: name.clone(),
+                    description: description.clone(),
+                })
+                .collect(),
+            roles: self.env.roles.values().cloned().collect(),
+            default_creator_role: self.default_creator.clone(),
+            default_member_role: self.env.default_member.clone(),
+            organizations: self
+                .orgs
+                .iter()
+                .map(|(id, s)| Organization {
+                    id: id.clone(),
+                    default_member_role: s.default_member.clone(),
+                    roles: s.roles.values().cloned().collect(),
+                    group_roles: s
+                        .groups
+                        .iter()
+                        .map(|(group, roles)| GroupRoles {
+                            group: group.clone(),
+                            roles: roles.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn scope(&self, org: Option<&str>) -> Option<&Scope> {
+        match org {
+            None => Some(&self.env),
+            Some(o) => self.orgs.get(o),
+        }
+    }
+
+    fn scope_mut(&mut self, org: Option<&str>) -> Result<&mut Scope, ChangeError> {
+        match org {
+            None => Ok(&mut self.env),
+            Some(o) => self
+                .orgs
+                .get_mut(o)
+                .ok_or_else(|| ChangeError::UnknownOrganization { id: o.to_owned() }),
+        }
+    }
+
+    fn role_mut(&mut self, org: Option<&str>, name: &str) -> Result<&mut Role, ChangeError> {
+        self.scope_mut(org)?
+            .roles
+            .get_mut(name)
+            .ok_or_else(|| ChangeError::UnknownRole {
+                organization: org.map(str::to_owned),
+                name: name.to_owned(),
+            })
+    }
+
+    /// Applies one change to the model, recording its effects. Validity of the
+    /// resulting policy is the compiler's business; this refuses only what
+    /// cannot even be expressed (a missing role to update, dependents left
+    /// dangling by a delete).
+    pub(crate) fn apply(&mut self, change: &Change, fx: &mut Effects) -> Result<(), ChangeError> {
+        match change {
+            Change::CreatePermission { name, description } => match self.permissions.get(name) {
+                Some(old) if description.is_none() || old == description => {}
+                Some(_) => {
+                    self.permissions.insert(name.clone(), description.clone());
+                    fx.outcome.changed = true;
+                }
+                None => {
+                    self.permissions.insert(name.clone(), description.clone());
+                    fx.perms_created.push(name.clone());
+                    fx.policy_changes += 1;
+                    fx.outcome.changed = true;
+                }
+            },
+            Change::UpdatePermission { name, description } => {
+                let old = self
+                    .permissions
+                    .get_mut(name)
+                    .ok_or_else(|| ChangeError::UnknownPermission { name: name.clone() })?;
+                if old != description {
+                    old.clone_from(description);
+                    fx.outcome.changed = true;
+                }
+            }
+            Change::DeletePermission { name } => {
+                if self.permissions.remove(name).is_none() {
+                    return Ok(()); // already gone: deleting is idempotent
+                }
+                fx.perms_deleted.push(name.clone());
+                fx.policy_changes += 1;
+                fx.outcome.changed = true;
+                let mut touched = Vec::new();
+                for (org, scope) in self.scopes() {
+                    for (role_name, role) in scope.roles.iter() {
+                        if role.permissions.iter().any(|p| p == name) {
+                            touched.push((org.clone(), role_name.clone()));
+                        }
+                    }
+                }
+                for (org, role) in touched {
+                    self.role_mut(org.as_deref(), &role)?
+                        .permissions
+                        .retain(|p| p != name);
+                    fx.outcome
+                        .roles_affected
+                        .push(key_text(org.as_deref(), &role));
+                    fx.roles.push((org, role));
+                }
+            }
+            Change::CreateRole { organization, role } => {
+                let org = organization.as_deref();
+                let scope = self.scope_mut(org)?;
+                match scope.roles.get(&role.name) {
+                    Some(old) if old == role => {}
+                    Some(old) => {
+                        let rebased = old.extends != role.extends;
+                        scope.roles.insert(role.name.clone(), role.clone());
+                        self.touched_role(org, &role.name, rebased, fx);
+                    }
+                    None => {
+                        scope.roles.insert(role.name.clone(), role.clone());
+                        fx.created.push((organization.clone(), role.name.clone()));
+                        fx.policy_changes += 1;
+                        fx.outcome.changed = true;
+                    }
+                }
+            }
+            Change::UpdateRole {
+                organization,
+                name,
+                display_name,
+                description,
+                permissions,
+                extends,
+            } => {
+                let org = organization.as_deref();
+                let role = self.role_mut(org, name)?;
+                let mut meta_changed = false;
+                if display_name.is_some() && role.display_name != *display_name {
+                    role.display_name.clone_from(display_name);
+                    meta_changed = true;
+                }
+                if description.is_some() && role.description != *description {
+                    role.description.clone_from(description);
+                    meta_changed = true;
+                }
+                let mut grants_changed = false;
+                if let Some(p) = permissions.as_ref().filter(|p| **p != role.permissions) {
+                    role.permissions.clone_from(p);
+                    grants_changed = true;
+                }
+                let mut rebased = false;
+                if let Some(e) = extends.as_ref().filter(|e| **e != role.extends) {
+                    role.extends.clone_from(e);
+                    rebased = true;
+                }
+                fx.outcome.changed |= meta_changed;
+                if grants_changed || rebased {
+                    self.touched_role(org, name, rebased, fx);
+                }
+            }
+            Change::GrantPermission {
+                organization,
+                role,
+                permission,
+            } => {
+                let org = organization.as_deref();
+                let r = self.role_mut(org, role)?;
+                if !r.permissions.contains(permission) {
+                    r.permissions.push(permission.clone());
+                    self.touched_role(org, role, false, fx);
+                }
+            }
+            Change::RevokePermission {
+                organization,
+                role,
+                permission,
+            } => {
+                let org = organization.as_deref();
+                let r = self.role_mut(org, role)?;
+                if r.permissions.contains(permission) {
+                    r.permissions.retain(|p| p != permission);
+                    self.touched_role(org, role, false, fx);
+                }
+            }
+            Change::DeleteRole {
+                organization,
+                name,
+                reassign_to,
+                reparent,
+            } => self.delete_role(
+                organization.as_deref(),
+                name,
+                reassign_to.as_deref(),
+                reparent.as_ref(),
+                fx,
+            )?,
+            Change::SetDefaultRoles { creator, member } => {
+                if self.default_creator != *creator || self.env.default_member != *member {
+                    self.default_creator.clone_from(creator);
+                    self.env.default_member.clone_from(member);
+                    self.defaults_changed(fx);
+                }
+            }
+            Change::CreateOrganization { id } => {
+                if !self.orgs.contains_key(id) {
+                    self.orgs.insert(id.clone(), Scope::default());
+                    fx.structural = true;
+                    fx.policy_changes += 1;
+                    fx.outcome.changed = true;
+                }
+            }
+            Change::DeleteOrganization { id } => {
+                let had_org = self.orgs.remove(id).is_some();
+                let dropped: Vec<Arc<str>> = self
+                    .members
+                    .iter()
+                    .filter(|(_, orgs)| orgs.contains_key(id.as_str()))
+                    .map(|(user, _)| Arc::clone(user))
+                    .collect();
+                for user in &dropped {
+                    self.set_membership(id, user, None, fx);
+                    fx.outcome.users_affected.push(format!("{id}/{user}"));
+                }
+                if had_org {
+                    fx.structural = true;
+                    fx.policy_changes += 1;
+                }
+                fx.outcome.changed |= had_org || !dropped.is_empty();
+            }
+            Change::SetOrganizationDefaultRole { organization, role } => {
+                let scope = self.scope_mut(Some(organization))?;
+                if scope.default_member != *role {
+                    scope.default_member.clone_from(role);
+                    self.defaults_changed(fx);
+                }
+            }
+            Change::SetGroupRoles {
+                organization,
+                group,
+                roles,
+            } => {
+                let scope = self.scope_mut(Some(organization))?;
+                let changed = if roles.is_empty() {
+                    scope.groups.remove(group).is_some()
+                } else if scope.groups.get(group) != Some(roles) {
+                    scope.groups.insert(group.clone(), roles.clone());
+                    true
+                } else {
+                    false
+                };
+                if changed {
+                    self.defaults_changed(fx);
+                }
+            }
+            Change::SetMembership {
+                organization,
+                user,
+                roles,
+                groups,
+                creator,
+            } => {
+                let existing = self.membership(organization, user);
+                let mut next = existing.cloned().unwrap_or_default();
+                next.roles = dedup(roles);
+                if let Some(g) = groups {
+                    next.groups = dedup(g);
+                }
+                if existing.is_none() && next.roles.is_empty() {
+                    let default = if *creator {
+                        self.default_creator.clone()
+                    } else {
+                        self.orgs
+                            .get(organization.as_str())
+                            .and_then(|s| s.default_member.clone())
+                            .or_else(|| self.env.default_member.clone())
+                    };
+                    next.roles.extend(default);
+                }
+                self.set_membership(organization, user, Some(next), fx);
+            }
+            Change::AddMembershipRoles {
+                organization,
+                user,
+                roles,
+            } => {
+                let mut next = self
+                    .membership(organization, user)
+                    .cloned()
+                    .unwrap_or_default();
+                for r in roles {
+                    if !next.roles.contains(r) {
+                        next.roles.push(r.clone());
+                    }
+                }
+                self.set_membership(organization, user, Some(next), fx);
+            }
+            Change::RemoveMembershipRoles {
+                organization,
+                user,
+                roles,
+            } => {
+                if let Some(m) = self.membership(organization, user) {
+                    let mut next = m.clone();
+                    next.roles.retain(|r| !roles.contains(r));
+                    self.set_membership(organization, user, Some(next), fx);
+                }
+            }
+            Change::RemoveMembership { organization, user } => {
+                self.set_membership(organization, user, None, fx);
+            }
+            Change::RemoveUser { user } => {
+                if let Some(orgs) = self.members.remove(user.as_str()) {
+                    for org in orgs.keys() {
+                        fx.members.push((org.to_string(), user.clone()));
+                    }
+                    fx.outcome.changed = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn touched_role(&mut self, org: Option<&str>, name: &str, rebased: bool, fx: &mut Effects) {
+        let key = (org.map(str::to_owned), name.to_owned());
+        if rebased {
+            fx.rebased.push(key.clone());
+        }
+        fx.roles.push(key);
+        fx.policy_changes += 1;
+        fx.outcome.changed = true;
+    }
+
+    fn defaults_changed(&mut self, fx: &mut Effects) {
+        fx.defaults = true;
+        fx.policy_changes += 1;
+        fx.outcome.changed = true;
+    }
+
+    pub(crate) fn membership(&self, org: &str, user: &str) -> Option<&Membership> {
+        self.members
+            .get(user)
+            .and_then(|o| o.get(org))
+            .map(|m| &**m)
+    }
+
+    fn set_membership(
+        &mut self,
+        org: &str,
+        user: &str,
+        next: Option<Membership>,
+        fx: &mut Effects,
+    ) {
+        if self.membership(org, user) == next.as_ref() {
+            return;
+        }
+        match next {
+            Some(m) => {
+                let orgs = self.members.entry(Arc::from(user)).or_default();
+                orgs.insert(Arc::from(org), Arc::new(m));
+            }
+            None => {
+                if let Some(orgs) = self.members.get_mut(user) {
+                    orgs.remove(org);
+                    if orgs.is_empty() {
+                        self.members.remove(user);
+                    }
+                }
+            }
+        }
+        fx.members.push((org.to_owned(), user.to_owned()));
+        fx.outcome.changed = true;
+    }
+
+    fn scopes(&self) -> impl Iterator<Item = (Option<String>, &Scope)> {
+        std::iter::once((None, &self.env))
+            .chain(self.orgs.iter().map(|(id, s)| (Some(id.clone()), s)))
+    }
+
+    /// The scopes a role of `org` named `name` is visible from: its own
+    /// organization, or for an environment role every scope that does not
+    /// have a role of its own by that name.
+    fn scopes_reaching(&self, org: Option<&str>, name: &str) -> Vec<Option<String>> {
+        self.scopes()
+            .filter(|(o, s)| match org {
+                Some(org) => o.as_deref() == Some(org),
+                None => o.is_none() || !s.roles.contains_key(name),
+            })
+            .map(|(o, _)| o)
+            .collect()
+    }
+
+    fn delete_role(
+        &mut self,
+        org: Option<&str>,
+        name: &str,
+        reassign_to: Option<&str>,
+        reparent: Option<&Reparent>,
+        fx: &mut Effects,
+    ) -> Result<(), ChangeError> {
+        let Some(scope) = self.scope(org) else {
+            return Err(ChangeError::UnknownOrganization {
+                id: org.unwrap_or_default().to_owned(),
+            });
+        };
+        let Some(deleted) = scope.roles.get(name).cloned() else {
+            return Ok(()); // already gone: deleting is idempotent
+        };
+        let reach = self.scopes_reaching(org, name);
+        // Roles in reach of the deleted one that extend it.
+        let mut dependents: Vec<RoleKey> = Vec::new();
+        for o in &reach {
+            let Some(s) = self.scope(o.as_deref()) else {
+                continue;
+            };
+            for (r, role) in s.roles.iter() {
+                if role.extends.iter().any(|b| b == name) && !(o.as_deref() == org && r == name) {
+                    dependents.push((o.clone(), r.clone()));
+                }
+            }
+        }
+        if !dependents.is_empty() && reparent.is_none() {
+            let mut names: Vec<String> = dependents
+                .iter()
+                .map(|(o, r)| key_text(o.as_deref(), r))
+                .collect();
+            names.sort();
+            return Err(ChangeError::HasDependents {
+                organization: org.map(str::to_owned),
+                name: name.to_owned(),
+                dependents: names,
+            });
+        }
+        for (o, r) in &dependents {
+            let role = self.role_mut(o.as_deref(), r)?;
+            let mut next: Vec<String> = Vec::new();
+            for b in &role.extends {
+                if b != name {
+                    next.push(b.clone());
+                    continue;
+                }
+                match reparent {
+                    Some(Reparent::ToBases) => next.extend(deleted.extends.iter().cloned()),
+                    Some(Reparent::To(to)) => next.push(to.clone()),
+                    Some(Reparent::Detach) | None => {}
+                }
+            }
+            role.extends = dedup(&next);
+            fx.outcome.roles_reparented.push(key_text(o.as_deref(), r));
+        }
+        self.scope_mut(org)?.roles.remove(name);
+        // Defaults and group mappings naming it follow the reassignment, or drop it.
+        let replace = |slot: &mut Option<String>| {
+            if slot.as_deref() == Some(name) {
+                *slot = reassign_to.map(str::to_owned);
+            }
+        };
+        if org.is_none() {
+            replace(&mut self.default_creator);
+        }
+        for o in &reach {
+            let s = self.scope_mut(o.as_deref())?;
+            replace(&mut s.default_member);
+            let groups: Vec<(String, Vec<String>)> = s
+                .groups
+                .iter()
+                .filter(|(_, roles)| roles.iter().any(|r| r == name))
+                .map(|(g, roles)| {
+                    let mut next: Vec<String> = Vec::new();
+                    for r in roles {
+                        if r == name {
+                            next.extend(reassign_to.map(str::to_owned));
+                        } else {
+                            next.push(r.clone());
+                        }
+                    }
+                    (g.clone(), dedup(&next))
+                })
+                .collect();
+            for (g, roles) in groups {
+                if roles.is_empty() {
+                    s.groups.remove(&g);
+                } else {
+                    s.groups.insert(g, roles);
+                }
+            }
+        }
+        // Members holding it.
+        let mut moved = Vec::new();
+        for (user, orgs) in self.members.iter() {
+            for (o, m) in orgs.iter() {
+                let in_reach = match org {
+                    Some(org) => &**o == org,
+                    None => !self
+                        .orgs
+                        .get(&**o)
+                        .is_some_and(|s| s.roles.contains_key(name)),
+                };
+                if in_reach && m.roles.iter().any(|r| r == name) {
+                    let mut next = (**m).clone();
+                    let mut roles: Vec<String> = Vec::new();
+                    for r in &m.roles {
+                        if r == name {
+                            roles.extend(reassign_to.map(str::to_owned));
+                        } else {
+                            roles.push(r.clone());
+                        }
+                    }
+                    next.roles = dedup(&roles);
+                    moved.push((o.to_string(), user.to_string(), next));
+                }
+            }
+        }
+        for (o, user, next) in moved {
+            fx.outcome.users_affected.push(format!("{o}/{user}"));
+            self.set_membership(&o, &user, Some(next), fx);
+        }
+        fx.structural = true;
+        fx.policy_changes += 1;
+        fx.outcome.changed = true;
+        Ok(())
+    }
+}
+
+fn scope_from(roles: &[Role], default_member: Option<String>, groups: &[GroupRoles]) -> Scope {
+    let mut s = Scope {
+        default_member,
+        ..Scope::default()
+    };
+    for r in roles {
+        s.roles.insert(r.name.clone(), r.clone());
+    }
+    for g in groups {
+        let entry = s.groups.entry(g.group.clone()).or_default();
+        for r in &g.roles {
+            if !entry.contains(r) {
+                entry.push(r.clone());
+            }
+        }
+    }
+    s
+}
+
+fn dedup(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for i in items {
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    out
+}

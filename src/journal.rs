@@ -1,0 +1,1489 @@
+//! Durability for the live engine: a checksummed, append-only log of opaque
+//! records plus an atomically replaced checkpoint.
+//!
+//! Every accepted change is appended here, and [`Journal::append`] returns
+//! only once the record is on stable storage (`fdatasync`), so a change the
+//! engine has acknowledged survives any crash. [`Journal::open`] recovers:
+//! it returns the latest checkpoint and every record in the log, cuts off a
+//! record torn by a crash mid-write, and refuses — with a
+//! [`JournalError::Corrupt`] naming the file and byte — anything a crash
+//! cannot explain.
+//!
+//! The module deals in bytes. The engine serializes its records and state
+//! (as JSON); the journal only frames, checksums, orders and syncs them.
+//!
+//! # Files
+//!
+//! A journal is a directory holding:
+//!
+//! - `journal.log`: every record ever appended, in revision order. It is also
+//!   the audit history, so records are never dropped, not even at a
+//!   checkpoint.
+//! - `checkpoint`: the latest state snapshot the engine handed to
+//!   [`Journal::checkpoint`]. It only makes recovery fast: the engine replays
+//!   the records after it ([`Recovery::to_replay`]) instead of all of them.
+//!
+//! Both files are only ever created whole: written as `*.tmp`, synced, then
+//! renamed into place, followed by a sync of the directory. A stale `*.tmp`
+//! left by a crash is harmless and is overwritten by the next write.
+//!
+//! # Format
+//!
+//! All integers are little-endian; checksums are CRC-32 (IEEE).
+//!
+//! `journal.log` starts with a 12-byte header, then holds records back to back:
+//!
+//! | bytes | field                                                  |
+//! |-------|--------------------------------------------------------|
+//! | 0..8  | magic `RGRAPHJL`                                       |
+//! | 8..12 | format version, `u32` = 1                              |
+//!
+//! | bytes     | record field                                       |
+//! |-----------|----------------------------------------------------|
+//! | 0..4      | payload length `n`, `u32`                          |
+//! | 4..12     | revision, `u64`; strictly increasing along the log |
+//! | 12..16    | CRC-32 of the payload                              |
+//! | 16..20    | CRC-32 of bytes 0..16 of this record               |
+//! | 20..20+n  | payload                                            |
+//!
+//! The header has its own checksum so that the length is trusted before it is
+//! used: with a single checksum over everything, a bit flip in the length of a
+//! record in the middle of the log would make it "run past the end of the
+//! file" and look exactly like a torn tail, and recovery would silently drop
+//! every acknowledged record after it.
+//!
+//! `checkpoint` is a 40-byte header followed by the state:
+//!
+//! | bytes  | field                                                      |
+//! |--------|------------------------------------------------------------|
+//! | 0..8   | magic `RGRAPHCP`                                           |
+//! | 8..12  | format version, `u32` = 1                                  |
+//! | 12..20 | revision of the state, `u64`                               |
+//! | 20..28 | length of `journal.log` when the checkpoint was taken, `u64` |
+//! | 28..36 | state length `n`, `u64`                                    |
+//! | 36..40 | CRC-32 of bytes 0..36 and the state                        |
+//! | 40..   | state, exactly `n` bytes                                   |
+//!
+//! The recorded log length is a cross-check: the log can only grow, so a log
+//! shorter than that, or one where that length is not a record boundary, has
+//! lost acknowledged records (or was swapped for another file), and recovery
+//! says so instead of starting from the checkpoint as if nothing happened.
+//!
+//! # Torn tail or corruption
+//!
+//! Appends are sequential and each is synced before the next starts, so a
+//! crash can damage at most the one record being written, at the very end of
+//! the log, and any part of it (page writeback has no order). Recovery
+//! therefore cuts the log back to the end of the last whole record, syncs
+//! the cut, and reports the bytes dropped in [`Recovery::truncated_tail`]
+//! when, after the last whole record, it finds:
+//!
+//! - fewer bytes than a record header;
+//! - a valid header whose payload runs past the end of the file;
+//! - a valid header whose payload fails its checksum and ends exactly at the
+//!   end of the file;
+//! - a header failing its checksum, with no whole valid record anywhere after
+//!   it (the torn write may have landed as zeros or garbage).
+//!
+//! Everything else is a [`JournalError::Corrupt`], and the files are left as
+//! they are: a bad file header, a header failing its checksum with a valid
+//! record after it, a payload failing its checksum with more data after it,
+//! revisions that do not increase, any damage to the checkpoint (it is
+//! replaced atomically, so a crash never tears it), or a log behind its
+//! checkpoint.
+//!
+//! One case cannot be told apart: bit rot in the final record looks exactly
+//! like a torn write, and the record is dropped (and reported). Records up to
+//! the last checkpoint are protected from this by the checkpoint's recorded
+//! log length.
+//!
+//! # Write failures
+//!
+//! An append is one buffer written with one `write_all` at the end of the
+//! last whole record. If the write fails, the file is cut back to that end,
+//! so a partial record never sits under the next append (where recovery
+//! would rightly call it corruption). If the `fdatasync` fails, or the
+//! cut-back does, the journal refuses every later write
+//! ([`JournalError::Poisoned`]): after a failed fsync Linux may already have
+//! dropped the dirty pages and would report the next fsync as a success, so
+//! the only trustworthy state is what a reopen reads back from disk. As with
+//! any database commit, an append that returns an error may or may not be
+//! durable; recovery is the source of truth.
+//!
+//! # Why a hand-written log rather than redb
+//!
+//! The workload is an append-only sequence of blobs plus one snapshot. redb
+//! (or sled, or SQLite) would bring a B-tree, a page allocator and its own
+//! dependency tree for what is a few hundred lines here, and its commit and
+//! repair rules would sit between the engine and the disk. Written by hand,
+//! the journal has exact control of when `fsync` happens (one `fdatasync` per
+//! append, nothing else on the hot path), its torn-tail and corruption rules
+//! are the ones stated above, and the file is also a plain, ordered audit log.
+//!
+//! # Limits
+//!
+//! - One writer: nothing stops two processes opening the same directory (the
+//!   crate's `rust-version` predates `File::lock`), and the engine must not.
+//! - A payload holds at most [`MAX_PAYLOAD`] bytes.
+//! - Recovery reads the whole log into memory, and the log grows for ever: it
+//!   is the audit log.
+//! - With [`JournalOptions::sync`] off (for tests and benchmarks) nothing is
+//!   synced and a power loss may lose or damage anything.
+//!
+//! # Examples
+//!
+//! ```ignore
+//! // `journal` is crate-private for now, so this example is not compiled.
+//! let (mut journal, recovery) = Journal::open("data/journal")?;
+//! let mut state = match &recovery.checkpoint {
+//!     Some((_, bytes)) => State::from_json(bytes)?,
+//!     None => State::default(),
+//! };
+//! for (revision, record) in recovery.to_replay() {
+//!     state.apply(revision, record)?;
+//! }
+//! let next = journal.last_revision().map_or(1, |r| r + 1);
+//! journal.append(next, br#"{"grant":"editor"}"#)?; // durable once this returns
+//! journal.checkpoint(next, &state.to_json())?;
+//! ```
+
+// Nothing calls the journal until the live engine is wired up to it.
+#![cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the live engine, its only user, is not wired up yet"
+    )
+)]
+
+mod error;
+
+pub use error::{Corruption, IoAction, JournalError};
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The largest payload one record holds, in bytes (the length field is a
+/// `u32`).
+pub const MAX_PAYLOAD: u64 = u32::MAX as u64;
+
+const LOG_FILE: &str = "journal.log";
+const LOG_TMP: &str = "journal.log.tmp";
+const CHECKPOINT_FILE: &str = "checkpoint";
+const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+
+const LOG_MAGIC: [u8; 8] = *b"RGRAPHJL";
+const CHECKPOINT_MAGIC: [u8; 8] = *b"RGRAPHCP";
+const VERSION: u32 = 1;
+
+const LOG_HEADER_LEN: usize = 12;
+const RECORD_HEADER_LEN: usize = 20;
+const CHECKPOINT_HEADER_LEN: usize = 40;
+
+/// How a [`Journal`] writes.
+///
+/// The default syncs every append and checkpoint to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JournalOptions {
+    /// Whether to `fsync` files and directories. Turning it off is for tests
+    /// and benchmarks only: the journal then survives a process crash (the
+    /// operating system still has the data) but not a power loss.
+    pub sync: bool,
+}
+
+impl JournalOptions {
+    /// The default options: sync on.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { sync: true }
+    }
+
+    /// Sets whether to `fsync`; see [`sync`](Self::sync).
+    #[must_use]
+    pub const fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What [`Journal::open`] found on disk.
+///
+/// The engine restores [`checkpoint`](Self::checkpoint) (or its initial state
+/// when there is none), then replays [`to_replay`](Self::to_replay): the
+/// records newer than the checkpoint.
+#[non_exhaustive]
+pub struct Recovery {
+    /// The latest checkpoint: its revision and the state bytes.
+    pub checkpoint: Option<(u64, Vec<u8>)>,
+    /// Every record in the log, in order, as `(revision, payload)`; older
+    /// than the checkpoint or not, since the log is also the audit history.
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// The number of bytes cut from the end of the log because a crash tore
+    /// the last record; `None` when the log ended cleanly. Worth a warning in
+    /// the engine's log: the dropped record was never acknowledged.
+    pub truncated_tail: Option<u64>,
+}
+
+impl Recovery {
+    /// The records the checkpoint does not include: every record when there
+    /// is no checkpoint, else those with a higher revision, in order.
+    pub fn to_replay(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let after = self.checkpoint.as_ref().map(|(revision, _)| *revision);
+        self.records
+            .iter()
+            .filter(move |(revision, _)| after.is_none_or(|after| *revision > after))
+            .map(|(revision, payload)| (*revision, payload.as_slice()))
+    }
+}
+
+impl fmt::Debug for Recovery {
+    // Sizes and revisions, not the payload bytes: a log holds megabytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let revisions = match (self.records.first(), self.records.last()) {
+            (Some((first, _)), Some((last, _))) => Some(first..=last),
+            _ => None,
+        };
+        f.debug_struct("Recovery")
+            .field(
+                "checkpoint_revision",
+                &self.checkpoint.as_ref().map(|(revision, _)| revision),
+            )
+            .field(
+                "checkpoint_bytes",
+                &self.checkpoint.as_ref().map(|(_, state)| state.len()),
+            )
+            .field("records", &self.records.len())
+            .field("revisions", &revisions)
+            .field("truncated_tail", &self.truncated_tail)
+            .finish()
+    }
+}
+
+/// An open journal directory: the single writer of its log and checkpoint.
+///
+/// # Invariant
+///
+/// `journal.log` holds exactly `len` bytes: the file header and whole, valid
+/// records, the last with revision `last_record`; or the journal is
+/// `poisoned` and refuses writes.
+pub struct Journal {
+    dir: PathBuf,
+    log_path: PathBuf,
+    file: File,
+    len: u64,
+    last_record: Option<u64>,
+    checkpoint: Option<u64>,
+    options: JournalOptions,
+    poisoned: bool,
+    #[cfg(test)]
+    fault: Option<Fault>,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("log_size", &self.len)
+            .field("last_record", &self.last_record)
+            .field("checkpoint", &self.checkpoint)
+            .field("sync", &self.options.sync)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens the journal in `dir` with the default options (sync on),
+    /// creating the directory and an empty log if they are missing, and
+    /// recovers what is on disk.
+    ///
+    /// # Errors
+    ///
+    /// See [`open_with`](Self::open_with).
+    pub fn open(dir: impl AsRef<Path>) -> Result<(Self, Recovery), JournalError> {
+        Self::open_with(dir, JournalOptions::default())
+    }
+
+    /// Opens the journal in `dir`, creating the directory and an empty log if
+    /// they are missing, and recovers what is on disk.
+    ///
+    /// A torn last record is cut off (and the cut synced) and reported in
+    /// [`Recovery::truncated_tail`]; nothing else is ever changed on disk.
+    ///
+    /// # Errors
+    ///
+    /// - [`JournalError::Io`] when a file cannot be created, read, cut or
+    ///   synced.
+    /// - [`JournalError::Corrupt`] for damage a crash cannot explain: see the
+    ///   module documentation. The files are left untouched.
+    /// - [`JournalError::MissingLog`] when a checkpoint exists but the log does
+    ///   not.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: JournalOptions,
+    ) -> Result<(Self, Recovery), JournalError> {
+        let dir = dir.as_ref().to_path_buf();
+        ensure_dir(&dir, options)?;
+        let log_path = dir.join(LOG_FILE);
+
+        let checkpoint_path = dir.join(CHECKPOINT_FILE);
+        let checkpoint = read_checkpoint(&checkpoint_path)?;
+
+        let mut file = match OpenOptions::new().read(true).write(true).open(&log_path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if checkpoint.is_some() {
+                    return Err(JournalError::MissingLog { path: log_path });
+                }
+                create_log(&dir, &log_path, options)?
+            }
+            Err(e) => return Err(io_error(IoAction::Open, &log_path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error(IoAction::Read, &log_path, e))?;
+
+        let corrupt = |(offset, reason)| JournalError::Corrupt {
+            path: log_path.clone(),
+            offset,
+            reason,
+        };
+        let scan = scan_log(&bytes).map_err(corrupt)?;
+        if let Some(checkpoint) = &checkpoint {
+            check_against_checkpoint(&scan, checkpoint.log_len).map_err(corrupt)?;
+        }
+        let file_len = to_u64(bytes.len());
+        drop(bytes);
+
+        let len = to_u64(scan.valid_end);
+        let truncated_tail = if len < file_len {
+            file.set_len(len)
+                .map_err(|e| io_error(IoAction::Truncate, &log_path, e))?;
+            if options.sync {
+                file.sync_all()
+                    .map_err(|e| io_error(IoAction::Sync, &log_path, e))?;
+            }
+            Some(file_len - len)
+        } else {
+            None
+        };
+
+        let journal = Self {
+            dir,
+            log_path,
+            file,
+            len,
+            last_record: scan.records.last().map(|(revision, _)| *revision),
+            checkpoint: checkpoint.as_ref().map(|c| c.revision),
+            options,
+            poisoned: false,
+            #[cfg(test)]
+            fault: None,
+        };
+        let recovery = Recovery {
+            checkpoint: checkpoint.map(|c| (c.revision, c.state)),
+            records: scan.records,
+            truncated_tail,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// Appends a record and returns once it is on stable storage.
+    ///
+    /// `revision` must exceed [`last_revision`](Self::last_revision). The
+    /// record is written with one `write_all` and then `fdatasync`ed (unless
+    /// [`JournalOptions::sync`] is off).
+    ///
+    /// # Errors
+    ///
+    /// - [`JournalError::RevisionOrder`] when `revision` does not exceed the
+    ///   last revision; nothing is written.
+    /// - [`JournalError::TooLarge`] when the payload exceeds [`MAX_PAYLOAD`].
+    /// - [`JournalError::Io`] when the write or the sync fails. A failed write
+    ///   is cut back off the log; a failed sync (or cut-back) poisons the
+    ///   journal. Either way the record may or may not survive a crash.
+    /// - [`JournalError::Poisoned`] after an earlier failure left the end of
+    ///   the log unknown.
+    pub fn append(&mut self, revision: u64, payload: &[u8]) -> Result<(), JournalError> {
+        self.check_usable()?;
+        if let Some(last) = self.last_revision() {
+            if revision <= last {
+                return Err(JournalError::RevisionOrder {
+                    last,
+                    got: revision,
+                });
+            }
+        }
+        let record = encode_record(revision, payload).ok_or(JournalError::TooLarge {
+            len: payload.len(),
+            max: MAX_PAYLOAD,
+        })?;
+
+        self.file
+            .seek(SeekFrom::Start(self.len))
+            .map_err(|e| io_error(IoAction::Write, &self.log_path, e))?;
+        if let Err(e) = self.write_record(&record) {
+            self.roll_back();
+            return Err(io_error(IoAction::Write, &self.log_path, e));
+        }
+        if self.options.sync {
+            if let Err(e) = self.sync_log() {
+                // The kernel may have dropped the dirty pages already; only a
+                // reopen tells what is on disk.
+                self.roll_back();
+                self.poisoned = true;
+                return Err(io_error(IoAction::Sync, &self.log_path, e));
+            }
+        }
+        self.len += to_u64(record.len());
+        self.last_record = Some(revision);
+        Ok(())
+    }
+
+    /// Replaces the checkpoint with `state` at `revision`, atomically: a
+    /// crash at any point leaves either the old or the new checkpoint.
+    ///
+    /// The state is written to `checkpoint.tmp`, synced, renamed over
+    /// `checkpoint`, and the directory synced. The log is not touched. A
+    /// checkpoint newer than the last record raises the floor for
+    /// [`append`](Self::append): the next record must exceed it, or replay
+    /// would skip it.
+    ///
+    /// # Errors
+    ///
+    /// - [`JournalError::CheckpointOrder`] when `revision` is older than the
+    ///   current checkpoint; nothing is written.
+    /// - [`JournalError::Io`] when a write, sync or rename fails. If only the
+    ///   final directory sync fails, the new checkpoint is in place but may
+    ///   not survive a power loss; the old one is then still valid.
+    /// - [`JournalError::Poisoned`] after an earlier append failure.
+    pub fn checkpoint(&mut self, revision: u64, state: &[u8]) -> Result<(), JournalError> {
+        self.check_usable()?;
+        if let Some(last) = self.checkpoint {
+            if revision < last {
+                return Err(JournalError::CheckpointOrder {
+                    last,
+                    got: revision,
+                });
+            }
+        }
+        let bytes = encode_checkpoint(revision, self.len, state);
+        let tmp = self.dir.join(CHECKPOINT_TMP);
+        write_new_file(&tmp, &bytes, self.options)?;
+        let path = self.dir.join(CHECKPOINT_FILE);
+        fs::rename(&tmp, &path).map_err(|e| io_error(IoAction::Rename, &tmp, e))?;
+        self.checkpoint = Some(revision);
+        if self.options.sync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The highest revision the journal knows, from the last record or the
+    /// checkpoint; the next [`append`](Self::append) must exceed it. `None`
+    /// for a new journal.
+    #[must_use]
+    pub fn last_revision(&self) -> Option<u64> {
+        self.last_record.max(self.checkpoint)
+    }
+
+    /// The revision of the current checkpoint, if any.
+    #[must_use]
+    pub fn checkpoint_revision(&self) -> Option<u64> {
+        self.checkpoint
+    }
+
+    /// The journal directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The size of `journal.log` in bytes, header included.
+    #[must_use]
+    pub fn log_size(&self) -> u64 {
+        self.len
+    }
+
+    /// The options the journal was opened with.
+    #[must_use]
+    pub fn options(&self) -> JournalOptions {
+        self.options
+    }
+
+    fn check_usable(&self) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned {
+                path: self.log_path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Cuts the log back to the end of the last whole record after a failed
+    /// write, so that no partial record is buried under the next one.
+    fn roll_back(&mut self) {
+        let cut = self.file.set_len(self.len).is_ok()
+            && (!self.options.sync || self.file.sync_all().is_ok());
+        if !cut {
+            self.poisoned = true;
+        }
+    }
+
+    fn write_record(&mut self, record: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fault == Some(Fault::ShortWrite) {
+            self.fault = None;
+            let half = record.get(..record.len() / 2).unwrap_or_default();
+            self.file.write_all(half)?;
+            return Err(io::Error::other("injected short write"));
+        }
+        self.file.write_all(record)
+    }
+
+    fn sync_log(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fault == Some(Fault::SyncFails) {
+            self.fault = None;
+            return Err(io::Error::other("injected sync failure"));
+        }
+        self.file.sync_data()
+    }
+}
+
+/// A failure the tests inject into the next append.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Write half the record, then fail.
+    ShortWrite,
+    /// Write the record, then fail the sync.
+    SyncFails,
+}
+
+/// The checkpoint file, decoded.
+struct CheckpointFile {
+    revision: u64,
+    log_len: u64,
+    state: Vec<u8>,
+}
+
+/// What a scan of the log found.
+struct Scan {
+    /// Every whole, valid record, in order.
+    records: Vec<(u64, Vec<u8>)>,
+    /// The end of the last whole record (or of the file header).
+    valid_end: usize,
+}
+
+/// One step of the log scan, at some offset.
+enum Step<'a> {
+    /// The end of the file, on a record boundary.
+    End,
+    /// A whole, valid record ending at `end`.
+    Record {
+        revision: u64,
+        payload: &'a [u8],
+        end: usize,
+    },
+    /// A torn last record: everything from here to the end goes.
+    Torn,
+    /// Damage a crash cannot explain.
+    Corrupt(Corruption),
+}
+
+/// A record header that passed its checksum.
+struct RecordHeader {
+    len: usize,
+    revision: u64,
+    payload_crc: u32,
+}
+
+type Damage = (u64, Corruption);
+
+fn scan_log(bytes: &[u8]) -> Result<Scan, Damage> {
+    let header = bytes.get(..LOG_HEADER_LEN).ok_or((
+        0,
+        Corruption::TruncatedHeader {
+            len: to_u64(bytes.len()),
+        },
+    ))?;
+    check_magic(header, LOG_MAGIC)?;
+
+    let mut records = Vec::new();
+    let mut at = LOG_HEADER_LEN;
+    loop {
+        match step(bytes, at) {
+            Step::End | Step::Torn => break,
+            Step::Corrupt(reason) => return Err((to_u64(at), reason)),
+            Step::Record {
+                revision,
+                payload,
+                end,
+            } => {
+                if let Some((previous, _)) = records.last() {
+                    if revision <= *previous {
+                        let previous = *previous;
+                        return Err((
+                            to_u64(at),
+                            Corruption::RevisionOrder {
+                                previous,
+                                found: revision,
+                            },
+                        ));
+                    }
+                }
+                records.push((revision, payload.to_vec()));
+                at = end;
+            }
+        }
+    }
+    Ok(Scan {
+        records,
+        valid_end: at,
+    })
+}
+
+/// Reads the record at `at`, which is on a record boundary.
+fn step(bytes: &[u8], at: usize) -> Step<'_> {
+    let rest = bytes.get(at..).unwrap_or_default();
+    if rest.is_empty() {
+        return Step::End;
+    }
+    let Some(header) = rest.get(..RECORD_HEADER_LEN) else {
+        return Step::Torn;
+    };
+    let Some(header) = decode_record_header(header) else {
+        // The length cannot be trusted, so neither can "this is the last
+        // record": look for any whole record further on.
+        return if valid_record_after(bytes, at) {
+            Step::Corrupt(Corruption::RecordHeaderChecksum)
+        } else {
+            Step::Torn
+        };
+    };
+    let end = RECORD_HEADER_LEN.saturating_add(header.len);
+    let Some(payload) = rest.get(RECORD_HEADER_LEN..end) else {
+        return Step::Torn;
+    };
+    if crc32fast::hash(payload) != header.payload_crc {
+        return if end == rest.len() {
+            Step::Torn
+        } else {
+            Step::Corrupt(Corruption::RecordPayloadChecksum)
+        };
+    }
+    Step::Record {
+        revision: header.revision,
+        payload,
+        end: at + end,
+    }
+}
+
+/// Whether a whole, valid record starts anywhere after byte `at`.
+fn valid_record_after(bytes: &[u8], at: usize) -> bool {
+    let last_start = bytes.len().saturating_sub(RECORD_HEADER_LEN);
+    (at + 1..=last_start).any(|start| {
+        let rest = bytes.get(start..).unwrap_or_default();
+        let Some(header) = rest.get(..RECORD_HEADER_LEN).and_then(decode_record_header) else {
+            return false;
+        };
+        rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN.saturating_add(header.len))
+            .is_some_and(|payload| crc32fast::hash(payload) == header.payload_crc)
+    })
+}
+
+fn decode_record_header(header: &[u8]) -> Option<RecordHeader> {
+    let checked = header.get(..16)?;
+    if crc32fast::hash(checked) != le_u32(header, 16)? {
+        return None;
+    }
+    Some(RecordHeader {
+        len: usize::try_from(le_u32(header, 0)?).ok()?,
+        revision: le_u64(header, 4)?,
+        payload_crc: le_u32(header, 12)?,
+    })
+}
+
+/// The record bytes, or `None` when the payload is longer than
+/// [`MAX_PAYLOAD`].
+fn encode_record(revision: u64, payload: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(payload.len()).ok()?;
+    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
+    record.extend_from_slice(&len.to_le_bytes());
+    record.extend_from_slice(&revision.to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let header_crc = crc32fast::hash(&record);
+    record.extend_from_slice(&header_crc.to_le_bytes());
+    record.extend_from_slice(payload);
+    Some(record)
+}
+
+fn log_header() -> [u8; LOG_HEADER_LEN] {
+    let mut header = [0; LOG_HEADER_LEN];
+    let (magic, version) = header.split_at_mut(LOG_MAGIC.len());
+    magic.copy_from_slice(&LOG_MAGIC);
+    version.copy_from_slice(&VERSION.to_le_bytes());
+    header
+}
+
+/// Checks the magic bytes and the version at the start of a file header.
+fn check_magic(header: &[u8], magic: [u8; 8]) -> Result<(), Damage> {
+    if header.get(..8) != Some(magic.as_slice()) {
+        return Err((0, Corruption::BadMagic));
+    }
+    match le_u32(header, 8) {
+        Some(VERSION) => Ok(()),
+        Some(version) => Err((8, Corruption::UnsupportedVersion { version })),
+        None => Err((
+            0,
+            Corruption::TruncatedHeader {
+                len: to_u64(header.len()),
+            },
+        )),
+    }
+}
+
+/// Checks that the log still holds everything it held when the checkpoint
+/// was taken.
+fn check_against_checkpoint(scan: &Scan, checkpoint_log_len: u64) -> Result<(), Damage> {
+    let valid_end = to_u64(scan.valid_end);
+    if checkpoint_log_len > valid_end {
+        return Err((
+            valid_end,
+            Corruption::BehindCheckpoint { checkpoint_log_len },
+        ));
+    }
+    let mut boundary = to_u64(LOG_HEADER_LEN);
+    let mut ends = scan.records.iter().map(|(_, payload)| {
+        boundary += to_u64(RECORD_HEADER_LEN + payload.len());
+        boundary
+    });
+    if checkpoint_log_len == to_u64(LOG_HEADER_LEN) || ends.any(|end| end == checkpoint_log_len) {
+        Ok(())
+    } else {
+        Err((checkpoint_log_len, Corruption::NotARecordBoundary))
+    }
+}
+
+fn encode_checkpoint(revision: u64, log_len: u64, state: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_LEN + state.len());
+    bytes.extend_from_slice(&CHECKPOINT_MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&revision.to_le_bytes());
+    bytes.extend_from_slice(&log_len.to_le_bytes());
+    bytes.extend_from_slice(&to_u64(state.len()).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes);
+    crc.update(state);
+    bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+    bytes.extend_from_slice(state);
+    bytes
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointFile, Damage> {
+    let truncated = (
+        0,
+        Corruption::TruncatedHeader {
+            len: to_u64(bytes.len()),
+        },
+    );
+    let header = bytes
+        .get(..CHECKPOINT_HEADER_LEN)
+        .ok_or(truncated.clone())?;
+    check_magic(header, CHECKPOINT_MAGIC)?;
+    let field = |at| le_u64(header, at).ok_or(truncated.clone());
+    let (revision, log_len, declared) = (field(12)?, field(20)?, field(28)?);
+    let stored_crc = le_u32(header, 36).ok_or(truncated.clone())?;
+    let state = bytes.get(CHECKPOINT_HEADER_LEN..).unwrap_or_default();
+    let actual = to_u64(state.len());
+    if declared != actual {
+        return Err((28, Corruption::CheckpointLength { declared, actual }));
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(header.get(..36).unwrap_or_default());
+    crc.update(state);
+    if crc.finalize() != stored_crc {
+        return Err((36, Corruption::CheckpointChecksum));
+    }
+    Ok(CheckpointFile {
+        revision,
+        log_len,
+        state: state.to_vec(),
+    })
+}
+
+fn read_checkpoint(path: &Path) -> Result<Option<CheckpointFile>, JournalError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(IoAction::Read, path, e)),
+    };
+    decode_checkpoint(&bytes)
+        .map(Some)
+        .map_err(|(offset, reason)| JournalError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        })
+}
+
+/// Creates `dir` if it is missing, syncing its parent so the new entry
+/// survives a crash.
+fn ensure_dir(dir: &Path, options: JournalOptions) -> Result<(), JournalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| io_error(IoAction::Create, dir, e))?;
+    if options.sync {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Creates an empty log whole: header written aside, synced, renamed into
+/// place, directory synced. A crash leaves either no log or a complete one.
+fn create_log(dir: &Path, log_path: &Path, options: JournalOptions) -> Result<File, JournalError> {
+    let tmp = dir.join(LOG_TMP);
+    write_new_file(&tmp, &log_header(), options)?;
+    fs::rename(&tmp, log_path).map_err(|e| io_error(IoAction::Rename, &tmp, e))?;
+    if options.sync {
+        sync_dir(dir)?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(log_path)
+        .map_err(|e| io_error(IoAction::Open, log_path, e))
+}
+
+/// Writes `bytes` to `path`, replacing any previous content, and syncs it.
+fn write_new_file(path: &Path, bytes: &[u8], options: JournalOptions) -> Result<(), JournalError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io_error(IoAction::Create, path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| io_error(IoAction::Write, path, e))?;
+    if options.sync {
+        file.sync_all()
+            .map_err(|e| io_error(IoAction::Sync, path, e))?;
+    }
+    Ok(())
+}
+
+/// Makes the directory's entries (created and renamed files) durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(IoAction::Sync, dir, e))
+}
+
+/// Outside Unix a directory cannot be opened to sync it, so this does
+/// nothing there; the durability of a rename is then up to the file system.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), JournalError> {
+    Ok(())
+}
+
+fn io_error(action: IoAction, path: &Path, source: io::Error) -> JournalError {
+    JournalError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let field = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(field.try_into().ok()?))
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let field = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(field.try_into().ok()?))
+}
+
+/// A byte count or offset as a file offset.
+fn to_u64(n: usize) -> u64 {
+    // INVARIANT: `usize` is at most 64 bits on every target std supports.
+    n as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    fn payload(revision: u64) -> Vec<u8> {
+        let pad = "x".repeat(usize::try_from(revision % 7).unwrap());
+        format!(r#"{{"revision":{revision},"change":"grant `editor`{pad}"}}"#).into_bytes()
+    }
+
+    fn expected(revisions: impl IntoIterator<Item = u64>) -> Vec<(u64, Vec<u8>)> {
+        revisions.into_iter().map(|r| (r, payload(r))).collect()
+    }
+
+    /// A journal in a fresh temporary directory holding `revisions`.
+    fn fixture(revisions: impl IntoIterator<Item = u64>) -> (TempDir, Journal) {
+        let tmp = TempDir::new().unwrap();
+        let (mut journal, _) = Journal::open(tmp.path()).unwrap();
+        for r in revisions {
+            journal.append(r, &payload(r)).unwrap();
+        }
+        (tmp, journal)
+    }
+
+    /// Five records, `10..=50`, with a checkpoint after the third.
+    fn five_with_checkpoint() -> (TempDir, Journal) {
+        let (tmp, mut journal) = fixture([10, 20, 30]);
+        journal.checkpoint(30, b"state at 30").unwrap();
+        journal.append(40, &payload(40)).unwrap();
+        journal.append(50, &payload(50)).unwrap();
+        (tmp, journal)
+    }
+
+    fn log(dir: &Path) -> PathBuf {
+        dir.join(LOG_FILE)
+    }
+
+    /// The byte range of every record in a log file.
+    fn record_spans(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut spans = Vec::new();
+        let mut at = LOG_HEADER_LEN;
+        while at < bytes.len() {
+            let header = decode_record_header(&bytes[at..at + RECORD_HEADER_LEN]).unwrap();
+            let end = at + RECORD_HEADER_LEN + header.len;
+            spans.push(at..end);
+            at = end;
+        }
+        spans
+    }
+
+    fn corrupt_at(err: JournalError) -> (PathBuf, u64, Corruption) {
+        match err {
+            JournalError::Corrupt {
+                path,
+                offset,
+                reason,
+            } => (path, offset, reason),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_with_an_empty_log() {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("a/b/journal");
+        let (journal, recovery) = Journal::open(&dir).unwrap();
+        assert!(recovery.checkpoint.is_none());
+        assert!(recovery.records.is_empty());
+        assert_eq!(recovery.truncated_tail, None);
+        assert_eq!(journal.dir(), dir);
+        assert_eq!(journal.last_revision(), None);
+        assert_eq!(journal.checkpoint_revision(), None);
+        assert_eq!(journal.log_size(), to_u64(LOG_HEADER_LEN));
+        assert_eq!(fs::read(log(&dir)).unwrap(), log_header());
+        assert!(!dir.join(LOG_TMP).exists());
+        assert!(journal.options().sync);
+    }
+
+    #[test]
+    fn many_records_round_trip() {
+        let tmp = TempDir::new().unwrap();
+        let options = JournalOptions::new().with_sync(false);
+        let (mut journal, _) = Journal::open_with(tmp.path(), options).unwrap();
+        let mut written = Vec::new();
+        for r in 1..=1000u64 {
+            let bytes = match r {
+                100 | 500 => Vec::new(),
+                700 => vec![0xAB; 70_000],
+                _ => payload(r),
+            };
+            journal.append(r * 3, &bytes).unwrap();
+            written.push((r * 3, bytes));
+        }
+        let size = journal.log_size();
+        assert_eq!(fs::metadata(log(tmp.path())).unwrap().len(), size);
+        drop(journal);
+
+        let (journal, recovery) = Journal::open_with(tmp.path(), options).unwrap();
+        assert_eq!(recovery.records, written);
+        assert_eq!(recovery.truncated_tail, None);
+        assert_eq!(journal.log_size(), size);
+        assert_eq!(journal.last_revision(), Some(3000));
+        assert!(!journal.options().sync);
+    }
+
+    #[test]
+    fn reopening_after_a_clean_close_continues_the_sequence() {
+        let (tmp, journal) = fixture(1..=5);
+        drop(journal);
+        let (mut journal, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected(1..=5));
+        assert_eq!(recovery.truncated_tail, None);
+        assert_eq!(journal.last_revision(), Some(5));
+        journal.append(6, &payload(6)).unwrap();
+        drop(journal);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected(1..=6));
+    }
+
+    #[test]
+    fn checkpoint_and_reopen_return_the_checkpoint_and_every_record() {
+        let (tmp, journal) = five_with_checkpoint();
+        assert_eq!(journal.checkpoint_revision(), Some(30));
+        drop(journal);
+        let (mut journal, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.checkpoint, Some((30, b"state at 30".to_vec())));
+        assert_eq!(recovery.records, expected([10, 20, 30, 40, 50]));
+        let replay: Vec<_> = recovery.to_replay().map(|(r, _)| r).collect();
+        assert_eq!(replay, [40, 50]);
+        assert_eq!(journal.last_revision(), Some(50));
+        assert!(!tmp.path().join(CHECKPOINT_TMP).exists());
+
+        // A newer checkpoint replaces the old one; the log keeps everything.
+        journal.checkpoint(50, b"state at 50").unwrap();
+        drop(journal);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.checkpoint, Some((50, b"state at 50".to_vec())));
+        assert_eq!(recovery.records.len(), 5);
+        assert_eq!(recovery.to_replay().count(), 0);
+    }
+
+    #[test]
+    fn without_a_checkpoint_every_record_is_replayed() {
+        let (tmp, journal) = fixture(1..=3);
+        drop(journal);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        let replay: Vec<_> = recovery.to_replay().collect();
+        assert_eq!(
+            replay,
+            [
+                (1, payload(1).as_slice()),
+                (2, payload(2).as_slice()),
+                (3, payload(3).as_slice())
+            ]
+        );
+    }
+
+    #[test]
+    fn appends_must_increase_the_revision() {
+        let (_tmp, mut journal) = fixture([5]);
+        let size = journal.log_size();
+        for got in [5, 4, 0] {
+            let err = journal.append(got, b"x").unwrap_err();
+            assert!(matches!(err, JournalError::RevisionOrder { last: 5, got: g } if g == got));
+        }
+        assert_eq!(journal.log_size(), size);
+        journal.append(6, b"x").unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_ahead_of_the_log_raises_the_floor() {
+        let tmp = TempDir::new().unwrap();
+        let (mut journal, _) = Journal::open(tmp.path()).unwrap();
+        journal.checkpoint(0, b"initial").unwrap();
+        assert!(matches!(
+            journal.append(0, b"x"),
+            Err(JournalError::RevisionOrder { last: 0, got: 0 })
+        ));
+        journal.append(1, b"x").unwrap();
+        journal.checkpoint(50, b"jumped").unwrap();
+        assert!(matches!(
+            journal.append(2, b"x"),
+            Err(JournalError::RevisionOrder { last: 50, got: 2 })
+        ));
+        drop(journal);
+        let (mut journal, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(journal.last_revision(), Some(50));
+        assert_eq!(recovery.to_replay().count(), 0);
+        journal.append(51, b"x").unwrap();
+    }
+
+    #[test]
+    fn checkpoints_never_go_back() {
+        let (_tmp, mut journal) = fixture(1..=7);
+        journal.checkpoint(5, b"five").unwrap();
+        assert!(matches!(
+            journal.checkpoint(4, b"four"),
+            Err(JournalError::CheckpointOrder { last: 5, got: 4 })
+        ));
+        journal.checkpoint(5, b"five again").unwrap();
+        journal
+            .checkpoint(6, b"six, older than the last record")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_at_every_offset_of_the_last_record_is_cut() {
+        let (tmp, journal) = five_with_checkpoint();
+        drop(journal);
+        let whole = fs::read(log(tmp.path())).unwrap();
+        let checkpoint = fs::read(tmp.path().join(CHECKPOINT_FILE)).unwrap();
+        let last = record_spans(&whole).pop().unwrap();
+
+        for cut in last.start..last.end {
+            let dir = TempDir::new().unwrap();
+            fs::write(log(dir.path()), &whole[..cut]).unwrap();
+            fs::write(dir.path().join(CHECKPOINT_FILE), &checkpoint).unwrap();
+
+            let (mut journal, recovery) = Journal::open(dir.path()).unwrap();
+            assert_eq!(recovery.records, expected([10, 20, 30, 40]), "cut at {cut}");
+            let dropped = to_u64(cut - last.start);
+            assert_eq!(recovery.truncated_tail, (dropped > 0).then_some(dropped));
+            assert_eq!(journal.log_size(), to_u64(last.start));
+            assert_eq!(
+                fs::metadata(log(dir.path())).unwrap().len(),
+                to_u64(last.start)
+            );
+
+            journal.append(41, &payload(41)).unwrap();
+            drop(journal);
+            let (_, recovery) = Journal::open(dir.path()).unwrap();
+            assert_eq!(recovery.records, expected([10, 20, 30, 40, 41]));
+            assert_eq!(recovery.truncated_tail, None);
+        }
+    }
+
+    #[test]
+    fn a_tail_of_zeros_is_torn() {
+        let (tmp, journal) = fixture(1..=3);
+        let size = journal.log_size();
+        drop(journal);
+        let mut bytes = fs::read(log(tmp.path())).unwrap();
+        let last = record_spans(&bytes).pop().unwrap();
+        bytes[last.clone()].fill(0);
+        bytes.extend_from_slice(&[0; 100]);
+        fs::write(log(tmp.path()), &bytes).unwrap();
+
+        let (journal, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected(1..=2));
+        assert_eq!(
+            recovery.truncated_tail,
+            Some(size - to_u64(last.start) + 100)
+        );
+        assert_eq!(journal.last_revision(), Some(2));
+    }
+
+    #[test]
+    fn a_flipped_bit_in_the_last_record_cuts_the_tail() {
+        let (tmp, journal) = fixture(1..=4);
+        drop(journal);
+        let whole = fs::read(log(tmp.path())).unwrap();
+        let last = record_spans(&whole).pop().unwrap();
+
+        for at in last.clone() {
+            for bit in [0x01, 0x80] {
+                let dir = TempDir::new().unwrap();
+                let mut bytes = whole.clone();
+                bytes[at] ^= bit;
+                fs::write(log(dir.path()), &bytes).unwrap();
+
+                let (mut journal, recovery) = Journal::open(dir.path()).unwrap();
+                assert_eq!(recovery.records, expected(1..=3), "flip at {at}");
+                assert_eq!(recovery.truncated_tail, Some(to_u64(last.len())));
+                journal.append(4, &payload(4)).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_middle_record_is_corrupt() {
+        let (tmp, journal) = fixture(1..=5);
+        drop(journal);
+        let whole = fs::read(log(tmp.path())).unwrap();
+        let middle = record_spans(&whole).swap_remove(2);
+
+        for at in middle.clone() {
+            let dir = TempDir::new().unwrap();
+            let mut bytes = whole.clone();
+            bytes[at] ^= 0x04;
+            fs::write(log(dir.path()), &bytes).unwrap();
+
+            let (path, offset, reason) = corrupt_at(Journal::open(dir.path()).unwrap_err());
+            assert_eq!(path, log(dir.path()));
+            assert_eq!(offset, to_u64(middle.start), "flip at {at}");
+            let expected = if at < middle.start + RECORD_HEADER_LEN {
+                Corruption::RecordHeaderChecksum
+            } else {
+                Corruption::RecordPayloadChecksum
+            };
+            assert_eq!(reason, expected, "flip at {at}");
+            // Nothing is repaired behind the operator's back.
+            assert_eq!(fs::read(log(dir.path())).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_corrupt() {
+        let (tmp, journal) = five_with_checkpoint();
+        drop(journal);
+        let path = tmp.path().join(CHECKPOINT_FILE);
+        let whole = fs::read(&path).unwrap();
+
+        for at in 0..whole.len() {
+            let mut bytes = whole.clone();
+            bytes[at] ^= 0x10;
+            fs::write(&path, &bytes).unwrap();
+            let (file, _, _) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
+            assert_eq!(file, path, "flip at {at}");
+        }
+        for cut in 0..whole.len() {
+            fs::write(&path, &whole[..cut]).unwrap();
+            let (file, _, _) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
+            assert_eq!(file, path, "cut at {cut}");
+        }
+        let mut longer = whole.clone();
+        longer.push(0);
+        fs::write(&path, &longer).unwrap();
+        let (_, offset, reason) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
+        assert_eq!(offset, 28);
+        assert_eq!(
+            reason,
+            Corruption::CheckpointLength {
+                declared: 11,
+                actual: 12
+            }
+        );
+
+        fs::write(&path, &whole).unwrap();
+        Journal::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn a_bad_log_header_is_corrupt() {
+        let cases: [(&[u8], u64, Corruption); 4] = [
+            (b"", 0, Corruption::TruncatedHeader { len: 0 }),
+            (b"RGRAP", 0, Corruption::TruncatedHeader { len: 5 }),
+            (b"not a journal at all", 0, Corruption::BadMagic),
+            (
+                b"RGRAPHJL\x02\x00\x00\x00",
+                8,
+                Corruption::UnsupportedVersion { version: 2 },
+            ),
+        ];
+        for (bytes, offset, reason) in cases {
+            let tmp = TempDir::new().unwrap();
+            fs::write(log(tmp.path()), bytes).unwrap();
+            let err = Journal::open(tmp.path()).unwrap_err();
+            assert_eq!(corrupt_at(err), (log(tmp.path()), offset, reason));
+            assert_eq!(fs::read(log(tmp.path())).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn revisions_out_of_order_on_disk_are_corrupt() {
+        let tmp = TempDir::new().unwrap();
+        let mut bytes = log_header().to_vec();
+        bytes.extend(encode_record(7, b"a").unwrap());
+        let second = bytes.len();
+        bytes.extend(encode_record(7, b"b").unwrap());
+        bytes.extend(encode_record(8, b"c").unwrap());
+        fs::write(log(tmp.path()), &bytes).unwrap();
+        let err = Journal::open(tmp.path()).unwrap_err();
+        assert_eq!(
+            corrupt_at(err),
+            (
+                log(tmp.path()),
+                to_u64(second),
+                Corruption::RevisionOrder {
+                    previous: 7,
+                    found: 7
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn a_log_behind_its_checkpoint_is_corrupt() {
+        let (tmp, journal) = five_with_checkpoint();
+        drop(journal);
+        let whole = fs::read(log(tmp.path())).unwrap();
+        let spans = record_spans(&whole);
+        let checkpoint_log_len = to_u64(spans[2].end);
+
+        // Lost whole records (a log restored from an older backup, say).
+        fs::write(log(tmp.path()), &whole[..spans[1].end]).unwrap();
+        let (_, offset, reason) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
+        assert_eq!(offset, to_u64(spans[1].end));
+        assert_eq!(reason, Corruption::BehindCheckpoint { checkpoint_log_len });
+
+        // Lost records with a torn one after them: still not just a torn tail.
+        fs::write(log(tmp.path()), &whole[..spans[2].end - 3]).unwrap();
+        let (_, offset, _) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
+        assert_eq!(offset, to_u64(spans[1].end));
+        assert_eq!(
+            fs::read(log(tmp.path())).unwrap(),
+            &whole[..spans[2].end - 3]
+        );
+
+        // A checkpoint taken mid-record belongs to some other log.
+        fs::write(log(tmp.path()), &whole).unwrap();
+        let odd = to_u64(spans[1].start + 1);
+        fs::write(
+            tmp.path().join(CHECKPOINT_FILE),
+            encode_checkpoint(30, odd, b"state"),
+        )
+        .unwrap();
+        let (_, offset, reason) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
+        assert_eq!((offset, reason), (odd, Corruption::NotARecordBoundary));
+    }
+
+    #[test]
+    fn a_checkpoint_without_its_log_is_refused() {
+        let (tmp, journal) = five_with_checkpoint();
+        drop(journal);
+        fs::remove_file(log(tmp.path())).unwrap();
+        let err = Journal::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, JournalError::MissingLog { path } if path == log(tmp.path())));
+        assert!(!log(tmp.path()).exists());
+    }
+
+    #[test]
+    fn a_checkpoint_of_an_empty_log_is_fine() {
+        let tmp = TempDir::new().unwrap();
+        let (mut journal, _) = Journal::open(tmp.path()).unwrap();
+        journal.checkpoint(0, b"initial").unwrap();
+        drop(journal);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.checkpoint, Some((0, b"initial".to_vec())));
+    }
+
+    #[test]
+    fn stale_tmp_files_are_harmless() {
+        let (tmp, journal) = five_with_checkpoint();
+        drop(journal);
+        fs::write(tmp.path().join(CHECKPOINT_TMP), b"half a checkpoint").unwrap();
+        fs::write(tmp.path().join(LOG_TMP), b"RGRA").unwrap();
+        let (mut journal, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.checkpoint.unwrap().0, 30);
+        journal.checkpoint(50, b"state at 50").unwrap();
+        assert!(!tmp.path().join(CHECKPOINT_TMP).exists());
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_and_the_journal_goes_on() {
+        let (tmp, mut journal) = fixture(1..=3);
+        let size = journal.log_size();
+        journal.fault = Some(Fault::ShortWrite);
+        let err = journal.append(4, &payload(4)).unwrap_err();
+        assert!(matches!(
+            err,
+            JournalError::Io {
+                action: IoAction::Write,
+                ..
+            }
+        ));
+        assert_eq!(journal.log_size(), size);
+        assert_eq!(fs::metadata(log(tmp.path())).unwrap().len(), size);
+        assert_eq!(journal.last_revision(), Some(3));
+
+        journal.append(4, &payload(4)).unwrap();
+        drop(journal);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected(1..=4));
+        assert_eq!(recovery.truncated_tail, None);
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_the_journal() {
+        let (tmp, mut journal) = fixture(1..=3);
+        journal.fault = Some(Fault::SyncFails);
+        let err = journal.append(4, &payload(4)).unwrap_err();
+        assert!(matches!(
+            err,
+            JournalError::Io {
+                action: IoAction::Sync,
+                ..
+            }
+        ));
+        assert!(matches!(
+            journal.append(5, b"x"),
+            Err(JournalError::Poisoned { .. })
+        ));
+        assert!(matches!(
+            journal.checkpoint(3, b"x"),
+            Err(JournalError::Poisoned { .. })
+        ));
+        drop(journal);
+        let (mut journal, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected(1..=3));
+        journal.append(4, &payload(4)).unwrap();
+    }
+
+    #[test]
+    fn messages_are_one_lowercase_line() {
+        let (tmp, mut journal) = fixture([5]);
+        let err = journal.append(3, b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "revision `3` does not follow the last revision `5`"
+        );
+        drop(journal);
+
+        let mut bytes = fs::read(log(tmp.path())).unwrap();
+        bytes.extend(encode_record(4, b"x").unwrap());
+        fs::write(log(tmp.path()), &bytes).unwrap();
+        let offset = bytes.len() - RECORD_HEADER_LEN - 1;
+        let err = Journal::open(tmp.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "`{}` is corrupt at byte {offset}: record revision `4` does not follow the \
+                 previous revision `5`",
+                log(tmp.path()).display()
+            )
+        );
+
+        fs::remove_file(log(tmp.path())).unwrap();
+        fs::create_dir(log(tmp.path())).unwrap();
+        let err = Journal::open(tmp.path()).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("cannot open `{}`: ", log(tmp.path()).display())),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+        // The operating system's part is lowercased too.
+        let (_, os) = message.rsplit_once("`: ").unwrap();
+        assert!(os.starts_with(char::is_lowercase), "{message}");
+    }
+
+    #[test]
+    fn debug_shows_sizes_not_payloads() {
+        let (tmp, journal) = five_with_checkpoint();
+        assert!(format!("{journal:?}").contains("last_record: Some(50)"));
+        drop(journal);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        let debug = format!("{recovery:?}");
+        assert!(debug.contains("records: 5"), "{debug}");
+        assert!(debug.contains("revisions: Some(10..=50)"), "{debug}");
+        assert!(!debug.contains("editor"), "{debug}");
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Journal>();
+        assert_send_sync::<Recovery>();
+        assert_send_sync::<JournalOptions>();
+        assert_send_sync::<JournalError>();
+    }
+}
