@@ -190,6 +190,33 @@ pub enum Change {
         /// The user key.
         user: String,
     },
+    /// Records a delivered event (a webhook) so that a redelivery is refused
+    /// as [`ChangeError::Duplicate`] and an event older than the last one
+    /// applied to the same entity as [`ChangeError::Stale`]. Put it first in
+    /// the batch that applies the event: the record is journaled with it, so
+    /// it survives a restart, and a refused batch records nothing.
+    RecordDelivery {
+        /// The delivery id (`webhook-id`, or the event id).
+        id: String,
+        /// When it was received, in milliseconds since the Unix epoch.
+        received_ms: u64,
+        /// The entities the event is about, with its `occurred_at`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        entities: Vec<EntityClock>,
+        /// Deliveries received longer ago than this are forgotten (keep it
+        /// longer than the sender's retry window).
+        retention_ms: u64,
+    },
+}
+
+/// The time of the last event applied to one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityClock {
+    /// The entity: `user:org_1/diruser_1`, `role:admin`, `permission:x` …
+    pub entity: String,
+    /// The event's `occurred_at`, in nanoseconds since the Unix epoch.
+    pub occurred_at_ns: u64,
 }
 
 /// What becomes of the roles that extend a deleted role.
@@ -326,6 +353,22 @@ pub enum ChangeError {
     /// An empty batch, or a field that must not be empty.
     #[error("{0}")]
     Malformed(String),
+    /// The delivery was applied before (see [`Change::RecordDelivery`]).
+    #[error("delivery `{id}` was already applied")]
+    Duplicate {
+        /// The delivery id.
+        id: String,
+    },
+    /// A newer event about the same entity was applied already.
+    #[error("event is stale: `{entity}` changed at {last_ns} ns, after this event's {got_ns} ns")]
+    Stale {
+        /// The entity.
+        entity: String,
+        /// When the last applied event about it occurred.
+        last_ns: u64,
+        /// When this one occurred.
+        got_ns: u64,
+    },
     /// The journal could not record the change; it was not applied.
     #[error("cannot record the change: {0}")]
     Journal(String),

@@ -250,6 +250,10 @@ struct Checkpoint {
     revision: u64,
     policy: Policy,
     memberships: Vec<StoredMembership>,
+    #[serde(default)]
+    deliveries: Vec<(String, u64)>,
+    #[serde(default)]
+    clocks: Vec<(String, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -327,6 +331,13 @@ impl Engine {
                 let cp: Checkpoint = serde_json::from_slice(bytes)
                     .map_err(|e| bad(format!("checkpoint does not decode: {e}")))?;
                 let mut model = Model::from_policy(&cp.policy);
+                for (id, at) in cp.deliveries {
+                    model.delivery_times.insert((at, id.clone()), ());
+                    model.deliveries.insert(id, at);
+                }
+                for (entity, at) in cp.clocks {
+                    model.clocks.insert(entity, at);
+                }
                 for m in cp.memberships {
                     let orgs = model.members.entry(Arc::from(m.user.as_str())).or_default();
                     orgs.insert(Arc::from(m.organization.as_str()), Arc::new(m.membership));
@@ -475,6 +486,8 @@ impl Engine {
                     "rolegraph change accepted"
                 );
             }
+            // A redelivery or a stale event is an answer, not a failure.
+            Err(ChangeError::Duplicate { .. } | ChangeError::Stale { .. }) => {}
             Err(e) => {
                 stats.rejected += 1;
                 stats.last_rejected_ms = Some(now_ms());
@@ -664,6 +677,25 @@ impl Engine {
             .collect()
     }
 
+    /// Whether the delivery `id` was applied (and is still remembered: see
+    /// [`Change::RecordDelivery`]).
+    #[must_use]
+    pub fn delivered(&self, id: &str) -> bool {
+        lock(&self.shared.writer).model.deliveries.contains_key(id)
+    }
+
+    /// How many delivery ids are remembered.
+    #[must_use]
+    pub fn deliveries_len(&self) -> usize {
+        lock(&self.shared.writer).model.deliveries.len()
+    }
+
+    /// The `occurred_at` (ns) of the last event applied to `entity`.
+    #[must_use]
+    pub fn entity_clock(&self, entity: &str) -> Option<u64> {
+        lock(&self.shared.writer).model.clocks.get(entity).copied()
+    }
+
     /// Sets who may make guarded assignments.
     ///
     /// # Errors
@@ -779,6 +811,16 @@ fn checkpoint_bytes(model: &Model, revision: u64) -> Vec<u8> {
         revision,
         policy: model.to_policy(),
         memberships,
+        deliveries: model
+            .deliveries
+            .iter()
+            .map(|(id, at)| (id.clone(), *at))
+            .collect(),
+        clocks: model
+            .clocks
+            .iter()
+            .map(|(e, at)| (e.clone(), *at))
+            .collect(),
     };
     serde_json::to_vec(&cp).unwrap_or_default()
 }

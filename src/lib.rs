@@ -30,7 +30,7 @@ pub mod model;
 mod name;
 mod snapshot;
 
-pub use change::{Change, ChangeError, ChangeMeta, Outcome, Reparent};
+pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
 pub use check::{Claims, Principal, Requirement};
 pub use compile::{CompileError, Cycle, DefaultRole, Problem};
 pub use engine::{

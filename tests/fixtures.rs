@@ -2,10 +2,19 @@
 //! `self_loop`, `two_disjoint_cycles`, `intersecting_cycles`,
 //! `org_role_extends_env_role`, `org_cycle`, `deep_chain` and a deep cycle.
 
+#![expect(
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] functions may fail the test"
+)]
+
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use rolegraph::{Claims, CompileError, Cycle, PermissionReason, Policy, Problem, Requirement, Role};
+use rolegraph::{
+    Claims, CompileError, Cycle, PermissionReason, Policy, Problem, Requirement, Role,
+};
 
 /// `top` extends `right` and `left` (declared in that order, so ids and names
 /// disagree); both extend `base`.
@@ -53,9 +62,20 @@ fn env_edges(policy: &Policy) -> BTreeSet<(String, String)> {
 /// The path closes at its first member and walks real `extends` edges.
 fn assert_cycle_path_is_real(cycle: &Cycle, edges: &BTreeSet<(String, String)>) {
     let path = cycle.path();
-    assert!(path.len() >= 2, "a cycle path has at least one edge: {path:?}");
-    assert_eq!(path.first(), cycle.members().first(), "path starts at the first member");
-    assert_eq!(path.first(), path.last(), "path closes at its start: {path:?}");
+    assert!(
+        path.len() >= 2,
+        "a cycle path has at least one edge: {path:?}"
+    );
+    assert_eq!(
+        path.first(),
+        cycle.members().first(),
+        "path starts at the first member"
+    );
+    assert_eq!(
+        path.first(),
+        path.last(),
+        "path closes at its start: {path:?}"
+    );
     for pair in path.windows(2) {
         assert!(
             edges.contains(&(pair[0].clone(), pair[1].clone())),
@@ -68,7 +88,10 @@ fn assert_cycle_path_is_real(cycle: &Cycle, edges: &BTreeSet<(String, String)>) 
 }
 
 fn assert_sorted(members: &[String]) {
-    assert!(members.windows(2).all(|w| w[0] < w[1]), "not sorted: {members:?}");
+    assert!(
+        members.windows(2).all(|w| w[0] < w[1]),
+        "not sorted: {members:?}"
+    );
 }
 
 // ---------------------------------------------------------------- diamond
@@ -142,7 +165,10 @@ fn a_shorter_path_wins_over_a_smaller_name() {
     // A role's own grant beats everything it inherits.
     p.role("top").grant("p:x");
     let s = p.compile().unwrap();
-    assert_eq!(s.effective_permissions(None, "top").unwrap()[0].path, ["top"]);
+    assert_eq!(
+        s.effective_permissions(None, "top").unwrap()[0].path,
+        ["top"]
+    );
 }
 
 #[test]
@@ -214,7 +240,10 @@ fn two_disjoint_cycles_are_two_problems() {
     assert_eq!(text.lines().count(), 2);
     assert!(text.contains("`a` -> `b` -> `a`"), "{text}");
     assert!(text.contains("`c` -> `d` -> `e` -> `c`"), "{text}");
-    assert!(!text.contains("outside") && !text.contains("after"), "{text}");
+    assert!(
+        !text.contains("outside") && !text.contains("after"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -333,7 +362,9 @@ fn org_role_extends_env_role() {
         assert_eq!(p.unknown_roles(), 1);
         assert_eq!(s.role(org, "manager"), None);
     }
-    assert!(!s.principal(Some("org_unknown"), ["lead"]).satisfies(&x_only));
+    assert!(!s
+        .principal(Some("org_unknown"), ["lead"])
+        .satisfies(&x_only));
 }
 
 #[test]
@@ -365,7 +396,10 @@ fn an_org_role_cannot_extend_another_orgs_role() {
 #[test]
 fn org_cycle_names_its_organization() {
     let mut p = orgs();
-    p.organization("org_x").role("m1").extends("m2").extends("viewer");
+    p.organization("org_x")
+        .role("m1")
+        .extends("m2")
+        .extends("viewer");
     p.organization("org_x").role("m2").extends("m1");
     let err = compile_err(&p);
     let cycle = err.cycles().next().unwrap();
@@ -415,7 +449,11 @@ fn deep_chain() -> Policy {
     p.roles = (0..DEEP)
         .rev()
         .map(|i| {
-            let extends = if i == 0 { vec![] } else { vec![format!("r{}", i - 1)] };
+            let extends = if i == 0 {
+                vec![]
+            } else {
+                vec![format!("r{}", i - 1)]
+            };
             let grants = match i {
                 0 => vec!["root:perm".to_owned()],
                 i if i == DEEP - 1 => vec!["leaf:perm".to_owned()],
@@ -451,14 +489,23 @@ fn deep_chain_of_100k_roles_compiles_without_recursion() {
     let root_perm = eff.iter().find(|e| e.name == "root:perm").unwrap();
     assert_eq!(root_perm.path.len(), DEEP);
     assert_eq!(root_perm.source_role(), "r0");
-    eprintln!("deep chain: compiled in {compiled:?}, total {:?}", started.elapsed());
+    eprintln!(
+        "deep chain: compiled in {compiled:?}, total {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn deep_cycle_of_100k_roles_is_rejected_naming_every_member() {
     let mut p = Policy::new();
     p.roles = (0..DEEP)
-        .map(|i| role(format!("r{i}"), vec![format!("r{}", (i + 1) % DEEP)], vec![]))
+        .map(|i| {
+            role(
+                format!("r{i}"),
+                vec![format!("r{}", (i + 1) % DEEP)],
+                vec![],
+            )
+        })
         .collect();
     let started = Instant::now();
     let err = compile_err(&p);
@@ -479,5 +526,8 @@ fn deep_cycle_of_100k_roles_is_rejected_naming_every_member() {
         assert_eq!(*name, format!("r{}", i % DEEP));
     }
     assert_eq!(err.to_string().lines().count(), 1);
-    eprintln!("deep cycle: rejected in {elapsed:?}, total {:?}", started.elapsed());
+    eprintln!(
+        "deep cycle: rejected in {elapsed:?}, total {:?}",
+        started.elapsed()
+    );
 }

@@ -1,6 +1,12 @@
 //! Every validity rule of DESIGN.md produces its own problem; all of them are
 //! reported together, one per line, in a deterministic order.
 
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] functions may fail the test"
+)]
+
 use rolegraph::{
     CompileError, DefaultRole, GroupRoles, Organization, Permission, Policy, Problem, Role,
 };
@@ -130,9 +136,15 @@ fn every_rule_has_its_own_problem_and_all_are_reported_together() {
 fn problems_carry_structured_data() {
     let err = compile_err(&broken());
     let has = |f: &dyn Fn(&Problem) -> bool| err.problems().iter().any(f);
-    assert!(has(&|p| matches!(p, Problem::InvalidPermissionName { name } if name == "bad name")));
-    assert!(has(&|p| matches!(p, Problem::DuplicatePermission { name } if name == "dup:perm")));
-    assert!(has(&|p| matches!(p, Problem::DuplicateOrganization { id } if id == "org_a")));
+    assert!(has(
+        &|p| matches!(p, Problem::InvalidPermissionName { name } if name == "bad name")
+    ));
+    assert!(has(
+        &|p| matches!(p, Problem::DuplicatePermission { name } if name == "dup:perm")
+    ));
+    assert!(has(
+        &|p| matches!(p, Problem::DuplicateOrganization { id } if id == "org_a")
+    ));
     assert!(has(&|p| matches!(p,
         Problem::InvalidRoleName { organization: None, name } if name == "bad role")));
     assert!(has(&|p| matches!(p,
@@ -203,19 +215,26 @@ fn names_follow_the_character_and_length_rules() {
     }
     assert!(p.compile().is_ok(), "{:?}", p.compile().err());
 
-    for bad in [too_long.as_str(), "", "has space", "é", "semi;colon", "slash/"] {
+    for bad in [
+        too_long.as_str(),
+        "",
+        "has space",
+        "é",
+        "semi;colon",
+        "slash/",
+    ] {
         let mut p = Policy::new();
         p.permission(bad);
         let err = compile_err(&p);
         assert!(
-            matches!(&err.problems()[..], [Problem::InvalidPermissionName { name }] if name == bad),
+            matches!(err.problems(), [Problem::InvalidPermissionName { name }] if name == bad),
             "{bad:?}: {err}"
         );
         let mut p = Policy::new();
         p.role(bad);
         let err = compile_err(&p);
         assert!(
-            matches!(&err.problems()[..], [Problem::InvalidRoleName { name, .. }] if name == bad),
+            matches!(err.problems(), [Problem::InvalidRoleName { name, .. }] if name == bad),
             "{bad:?}: {err}"
         );
     }
@@ -229,11 +248,27 @@ fn invalid_grants_are_rejected_and_trailing_wildcards_accepted() {
         p.role("r").grant(bad);
         let err = compile_err(&p);
         assert!(
-            matches!(&err.problems()[..], [Problem::InvalidGrant { grant, .. }] if grant == bad),
+            matches!(err.problems(), [Problem::InvalidGrant { grant, .. }] if grant == bad),
             "{bad:?}: {err}"
         );
     }
-    for good in ["*", "projects:*", "projects*", "p*", "nothing:*"] {
+    // A wildcard is at most 128 characters, like a name.
+    let longest = format!("{}*", "a".repeat(127));
+    let too_long = format!("{}*", "a".repeat(128));
+    let mut p = Policy::new();
+    p.role("r").grant(too_long.as_str());
+    assert!(matches!(
+        compile_err(&p).problems(),
+        [Problem::InvalidGrant { grant, .. }] if *grant == too_long
+    ));
+    for good in [
+        "*",
+        "projects:*",
+        "projects*",
+        "p*",
+        "nothing:*",
+        longest.as_str(),
+    ] {
         let mut p = Policy::new();
         p.permission("projects:read");
         p.role("r").grant(good);
@@ -264,7 +299,8 @@ fn defaults_and_group_mappings_resolve_in_reach() {
     p.organization("org_1").role("local");
     p.organization("org_1").set_default_member_role("local");
     p.organization("org_1").map_group("g", ["local", "env"]);
-    p.set_default_member_role("env").set_default_creator_role("env");
+    p.set_default_member_role("env")
+        .set_default_creator_role("env");
     assert!(p.compile().is_ok());
 
     // An organization role is out of reach for the environment's defaults and

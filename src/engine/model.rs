@@ -27,7 +27,16 @@ pub(crate) struct Model {
     pub(crate) default_creator: Option<String>,
     pub(crate) orgs: OrdMap<String, Scope>,
     pub(crate) members: Members,
+    /// Delivery id -> when it was received (ms), for idempotency.
+    pub(crate) deliveries: OrdMap<String, u64>,
+    /// The same, ordered by time, for expiry.
+    pub(crate) delivery_times: OrdMap<(u64, String), ()>,
+    /// Entity -> `occurred_at` (ns) of the last event applied to it.
+    pub(crate) clocks: OrdMap<String, u64>,
 }
+
+/// At most this many delivery ids are remembered, whatever the retention.
+pub(crate) const MAX_DELIVERIES: usize = 200_000;
 
 /// A role's address: organization (`None` for the environment) and name.
 pub(crate) type RoleKey = (Option<String>, String);
@@ -399,6 +408,41 @@ impl Model {
             }
             Change::RemoveMembership { organization, user } => {
                 self.set_membership(organization, user, None, fx);
+            }
+            Change::RecordDelivery {
+                id,
+                received_ms,
+                entities,
+                retention_ms,
+            } => {
+                if self.deliveries.contains_key(id) {
+                    return Err(ChangeError::Duplicate { id: id.clone() });
+                }
+                for e in entities {
+                    if let Some(&last) = self.clocks.get(&e.entity) {
+                        if last > e.occurred_at_ns {
+                            return Err(ChangeError::Stale {
+                                entity: e.entity.clone(),
+                                last_ns: last,
+                                got_ns: e.occurred_at_ns,
+                            });
+                        }
+                    }
+                }
+                for e in entities {
+                    self.clocks.insert(e.entity.clone(), e.occurred_at_ns);
+                }
+                self.deliveries.insert(id.clone(), *received_ms);
+                self.delivery_times.insert((*received_ms, id.clone()), ());
+                let cutoff = received_ms.saturating_sub(*retention_ms);
+                while let Some(((at, old), ())) = self.delivery_times.get_min().cloned() {
+                    if at >= cutoff && self.deliveries.len() <= MAX_DELIVERIES {
+                        break;
+                    }
+                    self.delivery_times.remove(&(at, old.clone()));
+                    self.deliveries.remove(&old);
+                }
+                fx.outcome.changed = true;
             }
             Change::RemoveUser { user } => {
                 if let Some(orgs) = self.members.remove(user.as_str()) {
