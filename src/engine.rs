@@ -322,6 +322,10 @@ impl Engine {
             dir,
             crate::journal::JournalOptions::new().with_sync(options.sync),
         )?;
+        #[cfg(feature = "tracing")]
+        if let Some(bytes) = recovery.truncated_tail {
+            tracing::warn!(bytes, dir = %dir.display(), "rolegraph journal: cut a torn tail (an unacknowledged write)");
+        }
         let bad = |reason: String| OpenError::Recovery {
             path: dir.display().to_string(),
             reason,

@@ -172,6 +172,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_PAYLOAD: u64 = u32::MAX as u64;
 
 const LOG_FILE: &str = "journal.log";
+/// Locked while a journal has the directory open.
+const LOCK_FILE: &str = "lock";
 const LOG_TMP: &str = "journal.log.tmp";
 const CHECKPOINT_FILE: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
@@ -286,6 +288,9 @@ pub struct Journal {
     checkpoint: Option<u64>,
     options: JournalOptions,
     poisoned: bool,
+    /// Held for the journal's lifetime: one writer per directory. The
+    /// operating system releases it when the process dies, however it dies.
+    _lock: File,
     #[cfg(test)]
     fault: Option<Fault>,
 }
@@ -335,6 +340,16 @@ impl Journal {
     ) -> Result<(Self, Recovery), JournalError> {
         let dir = dir.as_ref().to_path_buf();
         ensure_dir(&dir, options)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io_error(IoAction::Open, &lock_path, e))?;
+        lock.try_lock()
+            .map_err(|_| JournalError::Locked { path: dir.clone() })?;
         let log_path = dir.join(LOG_FILE);
 
         let checkpoint_path = dir.join(CHECKPOINT_FILE);
@@ -388,6 +403,7 @@ impl Journal {
             checkpoint: checkpoint.as_ref().map(|c| c.revision),
             options,
             poisoned: false,
+            _lock: lock,
             #[cfg(test)]
             fault: None,
         };
@@ -987,6 +1003,19 @@ mod tests {
             } => (path, offset, reason),
             other => panic!("expected corruption, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn one_journal_per_directory_at_a_time() {
+        let tmp = TempDir::new().unwrap();
+        let (mut first, _) = Journal::open(tmp.path()).unwrap();
+        first.append(1, b"one").unwrap();
+        let err = Journal::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+        assert!(err.to_string().ends_with("is in use by another open journal"));
+        drop(first);
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records.len(), 1);
     }
 
     #[test]

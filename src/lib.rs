@@ -38,7 +38,7 @@ pub use engine::{
 };
 pub use explain::{Explanation, PermissionReason, RoleReason};
 pub use ids::{PermissionId, RoleId};
-pub use journal::JournalError;
+pub use journal::{Corruption, IoAction, JournalError};
 pub use membership::Membership;
 pub use model::{GroupRoles, LoadError, Organization, Permission, Policy, Role};
 pub use snapshot::{EffectivePermission, LookupError, Snapshot, Warning};

@@ -75,6 +75,12 @@ pub enum JournalError {
         /// The log file.
         path: PathBuf,
     },
+    /// Another journal (in this process or another) has the directory open.
+    #[error("`{}` is in use by another open journal", path.display())]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 /// The file operation behind a [`JournalError::Io`].
