@@ -732,8 +732,7 @@ impl Engine {
         let result = (|| {
             let snapshot = self.snapshot();
             let requirement = writer.guard.resolve(&snapshot)?;
-            let actor_now = snapshot.principal_from_roles(actor.roles());
-            if !(actor.satisfies(&requirement) || actor_now.satisfies(&requirement)) {
+            if !actor.satisfies(&requirement) {
                 return Err(ChangeError::Forbidden {
                     actor: actor_name.to_owned(),
                     organization: organization.to_owned(),
