@@ -1012,7 +1012,9 @@ mod tests {
         first.append(1, b"one").unwrap();
         let err = Journal::open(tmp.path()).unwrap_err();
         assert!(matches!(err, JournalError::Locked { .. }), "{err}");
-        assert!(err.to_string().ends_with("is in use by another open journal"));
+        assert!(err
+            .to_string()
+            .ends_with("is in use by another open journal"));
         drop(first);
         let (_, recovery) = Journal::open(tmp.path()).unwrap();
         assert_eq!(recovery.records.len(), 1);

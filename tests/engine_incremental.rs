@@ -1,5 +1,10 @@
 //! The incrementally maintained snapshot answers exactly like a full compile
 //! of the same policy, after any sequence of changes, accepted or rejected.
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions fail loudly on purpose"
+)]
 
 use std::collections::BTreeSet;
 
@@ -227,7 +232,8 @@ fn answers(s: &Snapshot) -> Vec<String> {
             name(s.default_member_role(Some(&org)))
         ));
         for g in ["Eng", "Ops", "dirgroup_1", "none"] {
-            let roles: Vec<String> = s
+            // By name: ids differ between an incremental and a full compile.
+            let roles: BTreeSet<String> = s
                 .roles_for_groups(&org, [g])
                 .unwrap()
                 .into_iter()
@@ -260,7 +266,11 @@ static INCREMENTAL_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::Ato
 static INCREMENTAL_PATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // 96 cases by default; PROPTEST_CASES=N runs more (a long soak).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(96),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn incremental_equals_full_compile(

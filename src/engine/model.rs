@@ -541,6 +541,11 @@ impl Model {
         let Some(deleted) = scope.roles.get(name).cloned() else {
             return Ok(()); // already gone: deleting is idempotent
         };
+        if reassign_to == Some(name) {
+            return Err(ChangeError::Malformed(format!(
+                "cannot reassign the holders of role `{name}` to the role being deleted"
+            )));
+        }
         let reach = self.scopes_reaching(org, name);
         // Roles in reach of the deleted one that extend it.
         let mut dependents: Vec<RoleKey> = Vec::new();

@@ -26,7 +26,16 @@ use crate::snapshot::{Core, Csr, Org, ENV, WILDCARD};
 
 /// Patches `prev` into the compiled form of `model`, or `None` when the
 /// batch needs (or may need) the full compiler.
-pub(crate) fn patch(prev: &Arc<Core>, model: &Model, fx: &Effects) -> Option<Arc<Core>> {
+/// The transpose of a `bases` list: kept by the writer between changes and
+/// valid while the bases are the same allocation.
+pub(crate) type Reverse = Option<(Arc<Csr>, Arc<Csr>)>;
+
+pub(crate) fn patch(
+    prev: &Arc<Core>,
+    model: &Model,
+    fx: &Effects,
+    reverse: &mut Reverse,
+) -> Option<Arc<Core>> {
     if fx.structural {
         return None;
     }
@@ -104,15 +113,26 @@ pub(crate) fn patch(prev: &Arc<Core>, model: &Model, fx: &Effects) -> Option<Arc
         dirty.push(id);
     }
 
-    // Changed roles: lists rebuilt from the model, validated as the compiler would.
-    for key in fx.roles.iter().chain(&fx.created) {
-        dirty.push(find(&core, key)?);
+    // Changed roles: lists rebuilt from the model, validated as the compiler
+    // would. Bases are rebuilt only where they changed (or the role is new).
+    let mut rebased: Vec<RoleId> = Vec::with_capacity(fx.rebased.len() + fx.created.len());
+    for key in fx.rebased.iter().chain(&fx.created) {
+        rebased.push(find(&core, key)?);
     }
+    let mut regranted: Vec<RoleId> = Vec::with_capacity(fx.roles.len() + fx.created.len());
+    for key in fx.roles.iter().chain(&fx.created) {
+        regranted.push(find(&core, key)?);
+    }
+    for list in [&mut rebased, &mut regranted] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    dirty.extend(&regranted);
+    dirty.extend(&rebased);
     dirty.sort_unstable();
     dirty.dedup();
-    let mut new_bases: Vec<(usize, Vec<u32>)> = Vec::with_capacity(dirty.len());
-    let mut new_grants: Vec<(usize, Vec<u32>)> = Vec::with_capacity(dirty.len());
-    for &id in &dirty {
+    let mut new_bases: Vec<(usize, Vec<u32>)> = Vec::with_capacity(rebased.len());
+    for &id in &rebased {
         let scope = *core.role_scope.get(id.index())?;
         let role = model_role(model, &core, scope, core.role_names.get(id.index()))?;
         let mut bases = Vec::with_capacity(role.extends.len());
@@ -122,6 +142,11 @@ pub(crate) fn patch(prev: &Arc<Core>, model: &Model, fx: &Effects) -> Option<Arc
         bases.sort_unstable();
         bases.dedup();
         new_bases.push((id.index(), bases));
+    }
+    let mut new_grants: Vec<(usize, Vec<u32>)> = Vec::with_capacity(regranted.len());
+    for &id in &regranted {
+        let scope = *core.role_scope.get(id.index())?;
+        let role = model_role(model, &core, scope, core.role_names.get(id.index()))?;
         let mut grants = Vec::with_capacity(role.permissions.len());
         for g in &role.permissions {
             match classify_grant(g) {
@@ -143,12 +168,26 @@ pub(crate) fn patch(prev: &Arc<Core>, model: &Model, fx: &Effects) -> Option<Arc
         grants.dedup();
         new_grants.push((id.index(), grants));
     }
-    core.bases = Arc::new(substitute(&core.bases, &new_bases));
-    core.grants = Arc::new(substitute(&core.grants, &new_grants));
+    if !new_bases.is_empty() {
+        core.bases = Arc::new(substitute(&core.bases, &new_bases));
+    }
+    if !new_grants.is_empty() {
+        core.grants = Arc::new(substitute(&core.grants, &new_grants));
+    }
+
+    // The reverse graph, reused while the bases are the same allocation.
+    let dependents = match reverse.as_ref() {
+        Some((bases, deps)) if Arc::ptr_eq(bases, &core.bases) => Arc::clone(deps),
+        _ => {
+            let deps = Arc::new(core.bases.transpose(core.bases.len()));
+            *reverse = Some((Arc::clone(&core.bases), Arc::clone(&deps)));
+            deps
+        }
+    };
 
     // Everything that inherits from a dirty role, in topological order; a
     // cycle (necessarily through a changed base) leaves nodes unordered.
-    let order = closure_order(&core.bases, &dirty)?;
+    let order = closure_order(&core.bases, &dependents, &dirty)?;
     let rows = Arc::make_mut(&mut core.rows);
     let depth = Arc::make_mut(&mut core.depth);
     let mut depth_changed = false;
@@ -260,9 +299,8 @@ fn substitute(csr: &Csr, replaced: &[(usize, Vec<u32>)]) -> Csr {
 
 /// The dirty roles and every role extending them, bases first. `None` when
 /// they cannot all be ordered, which means a cycle.
-fn closure_order(bases: &Csr, dirty: &[RoleId]) -> Option<Vec<usize>> {
+fn closure_order(bases: &Csr, dependents: &Csr, dirty: &[RoleId]) -> Option<Vec<usize>> {
     let n = bases.len();
-    let dependents = bases.transpose(n);
     let mut member = vec![false; n];
     let mut stack: Vec<usize> = dirty.iter().map(|r| r.index()).collect();
     let mut nodes = Vec::new();
