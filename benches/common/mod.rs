@@ -105,7 +105,7 @@ impl Workload {
         let mut parent: Vec<Option<usize>> = Vec::with_capacity(roles);
         let mut defs: Vec<Role> = Vec::with_capacity(roles);
         for i in 0..roles {
-            let base = if i == 0 || rng.next_u64() % ROOT_ONE_IN == 0 {
+            let base = if i == 0 || rng.next_u64().is_multiple_of(ROOT_ONE_IN) {
                 None
             } else {
                 // A few tries to find a base with room below it; else a root.
