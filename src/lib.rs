@@ -14,6 +14,7 @@
 //!
 //! - `toml`: read policy files written in TOML.
 //! - `cli`: the `rolegraph` command-line tool (implies `toml`).
+//! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
 //!
 //! The default build has no CLI, async or HTTP dependencies.
 
@@ -28,6 +29,8 @@ pub(crate) mod journal;
 mod membership;
 pub mod model;
 mod name;
+#[cfg(feature = "scalekit")]
+pub mod scalekit;
 mod snapshot;
 
 pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};

@@ -1,0 +1,994 @@
+//! The framework-neutral webhook handler: headers and raw body in, an
+//! outcome that maps onto an HTTP answer out.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
+use crate::compile::Problem;
+use crate::engine::Engine;
+use crate::model::Role;
+use crate::snapshot::Snapshot;
+
+use super::error::WebhookError;
+use super::event::{Event, EventKind, Lifecycle};
+use super::outcome::{Applied, Counters, WebhookOutcome, WebhookStats};
+use super::source::{resync_changes, Source};
+use super::verify::Verifier;
+
+/// The entity whose clock records the last full resync.
+pub(crate) const RESYNC_ENTITY: &str = "resync";
+
+/// Rounds of fetching missing roles from the source for one event (each
+/// round fetches every role the previous attempt found missing).
+const MAX_FETCH_ROUNDS: usize = 8;
+
+/// What memberships are keyed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UserKey {
+    /// The user's email, lower-cased (what Scalekit's example handlers use;
+    /// also what `user.organization_membership_*` events can be matched on).
+    #[default]
+    Email,
+    /// The directory user id (`diruser_…`).
+    DirectoryUserId,
+}
+
+/// How the handler maps events.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rolegraph::scalekit::{HandlerOptions, UserKey};
+///
+/// let options = HandlerOptions::default()
+///     .with_user_key(UserKey::DirectoryUserId)
+///     .with_default_member_role(true)
+///     .with_retention(Duration::from_secs(7 * 24 * 3600));
+/// assert!(options.default_member_role);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerOptions {
+    /// What memberships are keyed by (default: the lower-cased email).
+    pub user_key: UserKey,
+    /// Give a directory user whose event lists no roles the organization's
+    /// default member role (default `false`: such a user holds no role).
+    pub default_member_role: bool,
+    /// How long applied delivery ids are remembered (default 3 days, longer
+    /// than Scalekit's retry window of minutes to hours).
+    pub retention: Duration,
+    /// The `Retry-After` answered with a 503 (default 30 s).
+    pub retry_after: Duration,
+    /// How far a full resync's clock is set back, to absorb clock skew
+    /// between Scalekit and this host (default 60 s): role, permission,
+    /// group and organization events older than the resync minus this are
+    /// stale, since the resync already holds their effect.
+    pub resync_skew: Duration,
+}
+
+impl Default for HandlerOptions {
+    fn default() -> Self {
+        Self {
+            user_key: UserKey::Email,
+            default_member_role: false,
+            retention: Duration::from_secs(3 * 24 * 3600),
+            retry_after: Duration::from_secs(30),
+            resync_skew: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HandlerOptions {
+    /// Sets [`user_key`](Self::user_key).
+    #[must_use]
+    pub fn with_user_key(mut self, key: UserKey) -> Self {
+        self.user_key = key;
+        self
+    }
+
+    /// Sets [`default_member_role`](Self::default_member_role).
+    #[must_use]
+    pub fn with_default_member_role(mut self, on: bool) -> Self {
+        self.default_member_role = on;
+        self
+    }
+
+    /// Sets [`retention`](Self::retention).
+    #[must_use]
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets [`retry_after`](Self::retry_after).
+    #[must_use]
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// Sets [`resync_skew`](Self::resync_skew).
+    #[must_use]
+    pub fn with_resync_skew(mut self, skew: Duration) -> Self {
+        self.resync_skew = skew;
+        self
+    }
+}
+
+/// Verifies, parses and applies Scalekit webhook deliveries to an
+/// [`Engine`]. `Send + Sync`: share it (in an `Arc`) between request
+/// handlers.
+///
+/// Deliveries are processed one at a time (a lock of the handler's own,
+/// never held by readers), so that what an event is mapped to is decided on
+/// the state it is applied to.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::SystemTime;
+/// use rolegraph::scalekit::{Handler, Verifier};
+/// use rolegraph::{Engine, Policy};
+///
+/// let mut policy = Policy::new();
+/// policy.permission("projects:read");
+/// policy.role("viewer").grant("projects:read");
+/// let engine = Engine::new(&policy)?;
+/// let verifier = Verifier::new(["whsec_dGVzdHNlY3JldA=="])?;
+/// let handler = Handler::new(engine.clone(), verifier.clone());
+///
+/// let body = br#"{"spec_version":"1","id":"evt_1","type":"organization.directory.user_updated",
+///   "occurred_at":"2025-01-06T18:44:25.153954Z","organization_id":"org_1",
+///   "data":{"id":"diruser_1","email":"Ann@Example.com","active":true,"roles":[{"role_name":"viewer"}]}}"#;
+/// let now = SystemTime::now();
+/// let ts = now.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64;
+/// let signature = verifier.sign("msg_1", ts, body);
+/// let ts = ts.to_string();
+/// let headers = [("webhook-id", "msg_1"), ("webhook-timestamp", ts.as_str()), ("webhook-signature", signature.as_str())];
+///
+/// let outcome = handler.handle_at(headers, body, now);
+/// assert_eq!(outcome.status(), 200, "{}", outcome.body());
+/// assert_eq!(engine.snapshot().membership("org_1", "ann@example.com").unwrap().roles, ["viewer"]);
+///
+/// // The same delivery again is a no-op.
+/// assert_eq!(handler.handle_at(headers, body, now).label(), "duplicate");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Handler {
+    engine: Engine,
+    verifier: Verifier,
+    options: HandlerOptions,
+    source: Option<Arc<dyn Source>>,
+    counters: Counters,
+    serial: Mutex<()>,
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("engine", &self.engine)
+            .field("verifier", &self.verifier)
+            .field("options", &self.options)
+            .field("source", &self.source.is_some())
+            .field("stats", &self.counters.snapshot())
+            .finish()
+    }
+}
+
+/// What one event becomes.
+struct Plan {
+    entities: Vec<EntityClock>,
+    changes: Vec<Change>,
+    /// Role names left out because they were deleted after the event.
+    dropped: Vec<String>,
+    /// A role deletion: what to do if roles still extend it.
+    deletes_role: Option<(Option<String>, String)>,
+}
+
+impl Plan {
+    fn new(entity: String, occurred: u64, changes: Vec<Change>) -> Self {
+        Self {
+            entities: vec![EntityClock {
+                entity,
+                occurred_at_ns: occurred,
+            }],
+            changes,
+            dropped: Vec::new(),
+            deletes_role: None,
+        }
+    }
+}
+
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn scope_text(org: Option<&str>) -> &str {
+    org.unwrap_or("-")
+}
+
+fn role_entity(org: Option<&str>, name: &str) -> String {
+    format!("role:{}/{name}", scope_text(org))
+}
+
+fn role_label(org: Option<&str>, name: &str) -> String {
+    match org {
+        Some(o) => format!("{o}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+impl Handler {
+    /// A handler applying verified deliveries to `engine`.
+    #[must_use]
+    pub fn new(engine: Engine, verifier: Verifier) -> Self {
+        Self {
+            engine,
+            verifier,
+            options: HandlerOptions::default(),
+            source: None,
+            counters: Counters::default(),
+            serial: Mutex::new(()),
+        }
+    }
+
+    /// Sets the options.
+    #[must_use]
+    pub fn with_options(mut self, options: HandlerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the source of what events leave out: role permissions, roles an
+    /// event depends on, full resyncs.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Source + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The engine.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &HandlerOptions {
+        &self.options
+    }
+
+    /// Counters since the handler was made.
+    #[must_use]
+    pub fn stats(&self) -> WebhookStats {
+        self.counters.snapshot()
+    }
+
+    /// Handles one delivery at the current time; see
+    /// [`handle_at`](Self::handle_at).
+    pub fn handle<I, K, V>(&self, headers: I, body: &[u8]) -> WebhookOutcome
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        self.handle_at(headers, body, SystemTime::now())
+    }
+
+    /// Handles one delivery: verifies the signature (against `now`), parses
+    /// the event, and applies it. Nothing changes unless the signature
+    /// verifies.
+    ///
+    /// Never panics and never returns an error: every failure is an
+    /// outcome with its HTTP status.
+    pub fn handle_at<I, K, V>(&self, headers: I, body: &[u8], now: SystemTime) -> WebhookOutcome
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let verified = match self.verifier.verify(headers, body, now) {
+            Ok(v) => v,
+            Err(e) => return self.finish(WebhookOutcome::Unauthorized(e), None, None),
+        };
+        match Event::parse(body) {
+            Ok(event) => self.apply_event(verified.id(), &event, now),
+            Err(e) => self.finish(WebhookOutcome::Malformed(e), Some(verified.id()), None),
+        }
+    }
+
+    /// Applies an event that was verified already (or comes from a trusted
+    /// store), as delivery `delivery_id` received at `now`.
+    pub fn apply_event(&self, delivery_id: &str, event: &Event, now: SystemTime) -> WebhookOutcome {
+        let outcome = self.process(delivery_id, event, now);
+        self.finish(outcome, Some(delivery_id), Some(&event.event_type))
+    }
+
+    /// Replaces the policy with the source's state, as one batch, and marks
+    /// role, permission, group and organization events older than the
+    /// resync (minus [`HandlerOptions::resync_skew`]) as stale. Memberships
+    /// are kept, except that roles that are gone drop out of them and
+    /// organizations the source no longer lists take theirs along.
+    ///
+    /// The source is read while the handler's lock is held, so that no
+    /// delivery is applied between the read and the replacement (and then
+    /// undone by it).
+    ///
+    /// # Errors
+    ///
+    /// [`WebhookError::NoSource`], the source's error, or the engine's
+    /// (for a source state that is not a valid policy).
+    pub fn resync(&self) -> Result<Outcome, WebhookError> {
+        let source = self.source.as_ref().ok_or(WebhookError::NoSource)?;
+        let _serial = lock(&self.serial);
+        let started = SystemTime::now();
+        let target = source.fetch_policy()?;
+        let mut changes = vec![self.resync_record(started)];
+        changes.extend(resync_changes(&self.engine.policy(), &target));
+        let outcome = self
+            .engine
+            .apply_batch(changes, ChangeMeta::by("scalekit:resync"))?;
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        tracing::info!(revision = outcome.revision, "scalekit: full resync applied");
+        Ok(outcome)
+    }
+
+    /// Starts an engine that has no local state from the source: when the
+    /// engine is at revision 0 (nothing was ever applied to it), runs a
+    /// [`resync`](Self::resync) and returns `true`.
+    ///
+    /// Open a durable engine with an empty policy, then call this: the first
+    /// start takes the source's state, every later start recovers the
+    /// journal and lets webhooks catch up.
+    ///
+    /// # Errors
+    ///
+    /// As [`resync`](Self::resync).
+    pub fn bootstrap(&self) -> Result<bool, WebhookError> {
+        if self.engine.revision() != 0 {
+            return Ok(false);
+        }
+        self.resync().map(|_| true)
+    }
+
+    fn resync_record(&self, started: SystemTime) -> Change {
+        let skew = u64::try_from(self.options.resync_skew.as_nanos()).unwrap_or(u64::MAX);
+        let at = nanos(started).saturating_sub(skew);
+        // Never move the clock back (equal is accepted by the engine).
+        let at = at.max(self.engine.entity_clock(RESYNC_ENTITY).unwrap_or(0));
+        Change::RecordDelivery {
+            id: format!("resync:{}", nanos(started)),
+            received_ms: millis(started),
+            entities: vec![EntityClock {
+                entity: RESYNC_ENTITY.into(),
+                occurred_at_ns: at,
+            }],
+            retention_ms: self.retention_ms(),
+        }
+    }
+
+    fn retention_ms(&self) -> u64 {
+        u64::try_from(self.options.retention.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn finish(
+        &self,
+        outcome: WebhookOutcome,
+        delivery: Option<&str>,
+        event_type: Option<&str>,
+    ) -> WebhookOutcome {
+        self.counters.count(&outcome);
+        #[cfg(feature = "tracing")]
+        trace(&outcome, delivery, event_type);
+        #[cfg(not(feature = "tracing"))]
+        let _ = (delivery, event_type);
+        outcome
+    }
+
+    fn process(&self, id: &str, event: &Event, now: SystemTime) -> WebhookOutcome {
+        if matches!(event.kind, EventKind::Other) {
+            return WebhookOutcome::Ignored {
+                event_type: event.event_type.clone(),
+                reason: "rolegraph does not act on this event type".into(),
+            };
+        }
+        let Some(occurred) = event.occurred_at_ns else {
+            return WebhookOutcome::Malformed(WebhookError::MalformedEvent {
+                reason: format!("`{}` has no `occurred_at`", event.event_type),
+            });
+        };
+        let _serial = lock(&self.serial);
+        if self.engine.delivered(id) {
+            return WebhookOutcome::Duplicate { id: id.to_owned() };
+        }
+        if let Some(stale) = self.tombstoned(event, occurred) {
+            return stale;
+        }
+        let plan = match self.plan(event, occurred) {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
+        };
+        self.execute(id, event, plan, now)
+    }
+
+    /// An event older than the deletion of its organization, or (for what a
+    /// resync covers) older than the last resync.
+    fn tombstoned(&self, event: &Event, occurred: u64) -> Option<WebhookOutcome> {
+        let (org, covered_by_resync) = match &event.kind {
+            EventKind::DirectoryUser { user, .. } => (user.organization_id.clone(), false),
+            EventKind::Membership { membership, .. } => (membership.organization_id.clone(), false),
+            EventKind::DirectoryGroup { group, .. } => (group.organization_id.clone(), true),
+            EventKind::Role { role, .. } => (
+                role.organization_id
+                    .clone()
+                    .or_else(|| event.organization_id.clone()),
+                true,
+            ),
+            EventKind::Permission { .. } | EventKind::OrganizationDeleted { .. } => (None, true),
+            EventKind::Other => (None, false),
+        };
+        let mut checks = Vec::with_capacity(2);
+        if let Some(org) = org {
+            checks.push(format!("organization:{org}"));
+        }
+        if covered_by_resync {
+            checks.push(RESYNC_ENTITY.to_owned());
+        }
+        checks.into_iter().find_map(|entity| {
+            let last = self.engine.entity_clock(&entity)?;
+            (last > occurred).then_some(WebhookOutcome::Stale {
+                entity,
+                last_ns: last,
+                got_ns: occurred,
+            })
+        })
+    }
+
+    fn user_key(&self, id: &str, email: Option<&str>) -> Option<String> {
+        match self.options.user_key {
+            UserKey::DirectoryUserId => Some(id.to_owned()).filter(|s| !s.is_empty()),
+            UserKey::Email => email
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty()),
+        }
+    }
+
+    fn plan(&self, event: &Event, occurred: u64) -> Result<Plan, WebhookOutcome> {
+        let malformed =
+            |reason: String| WebhookOutcome::Malformed(WebhookError::MalformedEvent { reason });
+        let ignored = |reason: &str| WebhookOutcome::Ignored {
+            event_type: event.event_type.clone(),
+            reason: reason.to_owned(),
+        };
+        let snapshot = self.engine.snapshot();
+        match &event.kind {
+            EventKind::DirectoryUser { change, user } => {
+                let org = user.organization_id.clone().unwrap_or_default();
+                let key = self
+                    .user_key(&user.id, user.email.as_deref())
+                    .ok_or_else(|| {
+                        malformed(format!(
+                            "`{}` has no `data.email`, and memberships are keyed by email",
+                            event.event_type
+                        ))
+                    })?;
+                if *change == Lifecycle::Deleted {
+                    return Ok(removal(org, key, occurred));
+                }
+                let inactive = user.active == Some(false);
+                Ok(self.membership_plan(&snapshot, occurred, org, key, &user.roles, inactive))
+            }
+            EventKind::Membership { change, membership } => {
+                if self.options.user_key == UserKey::DirectoryUserId {
+                    return Err(ignored(
+                        "memberships are keyed by directory user id, and membership events carry a scalekit user id",
+                    ));
+                }
+                let (Some(org), Some(key)) = (
+                    membership.organization_id.clone().filter(|o| !o.is_empty()),
+                    self.user_key("", membership.email.as_deref()),
+                ) else {
+                    return Err(ignored(
+                        "the payload names no organization or no user email",
+                    ));
+                };
+                match (change, &membership.roles) {
+                    (Lifecycle::Deleted, _) => Ok(removal(org, key, occurred)),
+                    (_, Some(roles)) => {
+                        Ok(self.membership_plan(&snapshot, occurred, org, key, roles, false))
+                    }
+                    (_, None) => Err(ignored("the payload carries no role names")),
+                }
+            }
+            EventKind::DirectoryGroup { change, group } => {
+                let org = group.organization_id.clone().unwrap_or_default();
+                let entity = format!("group:{org}/{}", group.id);
+                let mut changes = Vec::new();
+                let org_known = snapshot.roles_for_groups(&org, [""; 0]).is_ok();
+                if *change == Lifecycle::Deleted && org_known {
+                    let mut names = vec![group.id.clone()];
+                    names.extend(group.display_name.clone().filter(|n| *n != group.id));
+                    for name in names {
+                        changes.push(Change::SetGroupRoles {
+                            organization: org.clone(),
+                            group: name,
+                            roles: Vec::new(),
+                        });
+                    }
+                }
+                Ok(Plan::new(entity, occurred, changes))
+            }
+            EventKind::Role { change, role } => {
+                let org = role
+                    .organization_id
+                    .clone()
+                    .or_else(|| event.organization_id.clone())
+                    .filter(|o| !o.is_empty());
+                let entity = role_entity(org.as_deref(), &role.name);
+                let exists = role_exists(&snapshot, org.as_deref(), &role.name);
+                if *change == Lifecycle::Deleted {
+                    let mut plan = Plan::new(entity, occurred, Vec::new());
+                    if exists {
+                        plan.changes.push(Change::DeleteRole {
+                            organization: org.clone(),
+                            name: role.name.clone(),
+                            reassign_to: None,
+                            reparent: None,
+                        });
+                        plan.deletes_role = Some((org, role.name.clone()));
+                    }
+                    return Ok(plan);
+                }
+                let (extends, dropped) = self.keep_live_roles(
+                    &snapshot,
+                    org.as_deref(),
+                    role.extends.iter().cloned(),
+                    occurred,
+                );
+                let mut changes = Vec::new();
+                if let Some(o) = &org {
+                    changes.push(Change::CreateOrganization { id: o.clone() });
+                }
+                let permissions = match (&role.permissions, &self.source) {
+                    (Some(names), _) => Some(names.clone()),
+                    (None, Some(source)) => {
+                        let fetched = source
+                            .fetch_role_permissions(org.as_deref(), &role.name)
+                            .map_err(|e| self.retry_later(e.into()))?;
+                        for p in fetched.iter().filter(|p| !p.name.contains('*')) {
+                            changes.push(Change::CreatePermission {
+                                name: p.name.clone(),
+                                description: p.description.clone(),
+                            });
+                        }
+                        Some(fetched.into_iter().map(|p| p.name).collect())
+                    }
+                    (None, None) => None,
+                };
+                if exists {
+                    changes.push(Change::UpdateRole {
+                        organization: org,
+                        name: role.name.clone(),
+                        display_name: role.display_name.clone(),
+                        description: role.description.clone(),
+                        permissions,
+                        extends: Some(extends),
+                    });
+                } else {
+                    changes.push(Change::CreateRole {
+                        organization: org,
+                        role: Role {
+                            name: role.name.clone(),
+                            display_name: role.display_name.clone(),
+                            description: role.description.clone(),
+                            permissions: permissions.unwrap_or_default(),
+                            extends,
+                        },
+                    });
+                }
+                let mut plan = Plan::new(entity, occurred, changes);
+                plan.dropped = dropped;
+                Ok(plan)
+            }
+            EventKind::Permission { change, permission } => {
+                let entity = format!("permission:{}", permission.name);
+                let name = permission.name.clone();
+                let changes = match change {
+                    Lifecycle::Created => vec![Change::CreatePermission {
+                        name,
+                        description: permission.description.clone(),
+                    }],
+                    Lifecycle::Updated => vec![
+                        Change::CreatePermission {
+                            name: name.clone(),
+                            description: None,
+                        },
+                        Change::UpdatePermission {
+                            name,
+                            description: permission.description.clone(),
+                        },
+                    ],
+                    Lifecycle::Deleted => vec![Change::DeletePermission { name }],
+                };
+                Ok(Plan::new(entity, occurred, changes))
+            }
+            EventKind::OrganizationDeleted { id } => Ok(Plan::new(
+                format!("organization:{id}"),
+                occurred,
+                vec![Change::DeleteOrganization { id: id.clone() }],
+            )),
+            EventKind::Other => Err(ignored("rolegraph does not act on this event type")),
+        }
+    }
+
+    /// The changes that make `key`'s roles in `org` exactly `roles` (none
+    /// for an `inactive` user).
+    fn membership_plan(
+        &self,
+        snapshot: &Snapshot,
+        occurred: u64,
+        org: String,
+        key: String,
+        roles: &[String],
+        inactive: bool,
+    ) -> Plan {
+        let entity = format!("user:{org}/{key}");
+        let listed = if inactive { &[][..] } else { roles };
+        let (kept, dropped) =
+            self.keep_live_roles(snapshot, Some(&org), listed.iter().cloned(), occurred);
+        let set = |roles: Vec<String>| Change::SetMembership {
+            organization: org.clone(),
+            user: key.clone(),
+            roles,
+            // Scalekit's list is the whole truth: local group mappings must
+            // not add to it (nor the default role to users in no mapped group).
+            groups: Some(Vec::new()),
+            creator: false,
+        };
+        let changes = if listed.is_empty() && !inactive && self.options.default_member_role {
+            // A new membership without roles gets the default member role
+            // (the organization's, else the environment's), decided by the
+            // engine on the state it applies to.
+            vec![
+                Change::RemoveMembership {
+                    organization: org.clone(),
+                    user: key.clone(),
+                },
+                set(Vec::new()),
+            ]
+        } else if kept.is_empty() {
+            // Make sure the membership exists first, so that the engine does
+            // not give a new one the default role.
+            vec![
+                Change::AddMembershipRoles {
+                    organization: org.clone(),
+                    user: key.clone(),
+                    roles: Vec::new(),
+                },
+                set(Vec::new()),
+            ]
+        } else {
+            vec![set(kept)]
+        };
+        let mut plan = Plan::new(entity, occurred, changes);
+        plan.dropped = dropped;
+        plan
+    }
+
+    /// Splits role names into those to keep and those deleted after the
+    /// event occurred (a deletion already applied removed them from where
+    /// this older event would put them back).
+    fn keep_live_roles(
+        &self,
+        snapshot: &Snapshot,
+        org: Option<&str>,
+        names: impl Iterator<Item = String>,
+        occurred: u64,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut kept = Vec::new();
+        let mut dropped = Vec::new();
+        for name in names {
+            if snapshot.role(org, &name).is_some() {
+                kept.push(name);
+                continue;
+            }
+            let mut deleted_at = self.engine.entity_clock(&role_entity(None, &name));
+            if org.is_some() {
+                deleted_at = deleted_at.max(self.engine.entity_clock(&role_entity(org, &name)));
+            }
+            if deleted_at.is_some_and(|at| at >= occurred) {
+                dropped.push(name);
+            } else {
+                kept.push(name);
+            }
+        }
+        (kept, dropped)
+    }
+
+    fn retry_later(&self, error: WebhookError) -> WebhookOutcome {
+        WebhookOutcome::RetryLater {
+            error,
+            after: self.options.retry_after,
+        }
+    }
+
+    fn execute(&self, id: &str, event: &Event, plan: Plan, now: SystemTime) -> WebhookOutcome {
+        let record = Change::RecordDelivery {
+            id: id.to_owned(),
+            received_ms: millis(now),
+            entities: plan.entities.clone(),
+            retention_ms: self.retention_ms(),
+        };
+        let meta = ChangeMeta::by(format!("scalekit:{}", event.id)).at(millis(now));
+        let applied = |outcome: Outcome, fetched: Vec<String>, resynced: bool| {
+            WebhookOutcome::Applied(Box::new(Applied {
+                id: id.to_owned(),
+                event_type: event.event_type.clone(),
+                outcome,
+                fetched,
+                resynced,
+                dropped: plan.dropped.clone(),
+            }))
+        };
+        let mut prefix: Vec<Change> = Vec::new();
+        let mut fetched: Vec<String> = Vec::new();
+        let mut tried: BTreeSet<(Option<String>, String)> = BTreeSet::new();
+        for _ in 0..MAX_FETCH_ROUNDS {
+            let mut batch = Vec::with_capacity(1 + prefix.len() + plan.changes.len());
+            batch.push(record.clone());
+            batch.extend(prefix.iter().cloned());
+            batch.extend(plan.changes.iter().cloned());
+            let error = match self.engine.apply_batch(batch, meta.clone()) {
+                Ok(outcome) => return applied(outcome, fetched, false),
+                Err(e) => e,
+            };
+            match error {
+                ChangeError::Duplicate { id } => return WebhookOutcome::Duplicate { id },
+                ChangeError::Stale {
+                    entity,
+                    last_ns,
+                    got_ns,
+                } => {
+                    return WebhookOutcome::Stale {
+                        entity,
+                        last_ns,
+                        got_ns,
+                    }
+                }
+                ChangeError::HasDependents { .. } if plan.deletes_role.is_some() => {
+                    let (org, name) = plan.deletes_role.clone().unwrap_or_default();
+                    return match self.delete_with_dependents(record, meta, org, name, now) {
+                        Ok((outcome, resynced)) => applied(outcome, fetched, resynced),
+                        Err(outcome) => outcome,
+                    };
+                }
+                ChangeError::Journal(_) => {
+                    return WebhookOutcome::Failed(WebhookError::Change(error))
+                }
+                // Only another writer can remove an organization between the
+                // plan and the batch: decide again on the next delivery.
+                ChangeError::UnknownOrganization { .. } => {
+                    return self.retry_later(WebhookError::MissingDependency {
+                        what: error.to_string(),
+                    })
+                }
+                _ => {}
+            }
+            let Some(missing) = missing_roles(&error) else {
+                return WebhookOutcome::Rejected(WebhookError::Change(error));
+            };
+            let Some(source) = &self.source else {
+                return self.retry_later(WebhookError::MissingDependency {
+                    what: error.to_string(),
+                });
+            };
+            let mut progress = false;
+            for (org, name) in missing {
+                if !tried.insert((org.clone(), name.clone())) {
+                    continue;
+                }
+                let found = match fetch_role(source.as_ref(), org.as_deref(), &name) {
+                    Ok(found) => found,
+                    Err(e) => return self.retry_later(e.into()),
+                };
+                let Some((scope, role)) = found else {
+                    continue;
+                };
+                if let Some(o) = &scope {
+                    prefix.push(Change::CreateOrganization { id: o.clone() });
+                }
+                for p in role.permissions.iter().filter(|p| !p.contains('*')) {
+                    prefix.push(Change::CreatePermission {
+                        name: p.clone(),
+                        description: None,
+                    });
+                }
+                fetched.push(role_label(scope.as_deref(), &role.name));
+                prefix.push(Change::CreateRole {
+                    organization: scope,
+                    role,
+                });
+                self.counters.fetched_roles.fetch_add(1, Ordering::Relaxed);
+                progress = true;
+            }
+            if !progress {
+                return self.retry_later(WebhookError::MissingDependency {
+                    what: error.to_string(),
+                });
+            }
+        }
+        self.retry_later(WebhookError::MissingDependency {
+            what: format!("more than {MAX_FETCH_ROUNDS} rounds of missing roles"),
+        })
+    }
+
+    /// A deleted role that other roles still extend: with a source, resync
+    /// from it (whatever Scalekit did to the dependents is then mirrored),
+    /// then delete; without one (or if the source's state does not apply),
+    /// detach the dependents. Either way members holding the role lose it,
+    /// and the outcome lists every role and user changed.
+    fn delete_with_dependents(
+        &self,
+        record: Change,
+        meta: ChangeMeta,
+        org: Option<String>,
+        name: String,
+        now: SystemTime,
+    ) -> Result<(Outcome, bool), WebhookOutcome> {
+        let delete = Change::DeleteRole {
+            organization: org,
+            name,
+            reassign_to: None,
+            reparent: Some(Reparent::Detach),
+        };
+        if let Some(source) = &self.source {
+            let target = source
+                .fetch_policy()
+                .map_err(|e| self.retry_later(e.into()))?;
+            let mut batch = vec![record.clone(), self.resync_record(now)];
+            batch.extend(resync_changes(&self.engine.policy(), &target));
+            batch.push(delete.clone());
+            match self.engine.apply_batch(batch, meta.clone()) {
+                Ok(outcome) => {
+                    self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                    return Ok((outcome, true));
+                }
+                Err(e @ ChangeError::Journal(_)) => {
+                    return Err(WebhookOutcome::Failed(WebhookError::Change(e)))
+                }
+                Err(_e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_e, "scalekit: the source's state does not apply; detaching instead");
+                }
+            }
+        }
+        match self.engine.apply_batch(vec![record, delete], meta) {
+            Ok(outcome) => Ok((outcome, false)),
+            Err(e @ ChangeError::Journal(_)) => {
+                Err(WebhookOutcome::Failed(WebhookError::Change(e)))
+            }
+            Err(ChangeError::Duplicate { id }) => Err(WebhookOutcome::Duplicate { id }),
+            Err(e) => Err(WebhookOutcome::Rejected(WebhookError::Change(e))),
+        }
+    }
+}
+
+/// A user leaving an organization.
+fn removal(org: String, key: String, occurred: u64) -> Plan {
+    let entity = format!("user:{org}/{key}");
+    let changes = vec![Change::RemoveMembership {
+        organization: org,
+        user: key,
+    }];
+    Plan::new(entity, occurred, changes)
+}
+
+/// Whether role `name` exists in exactly that scope.
+fn role_exists(snapshot: &Snapshot, org: Option<&str>, name: &str) -> bool {
+    snapshot
+        .role(org, name)
+        .is_some_and(|id| snapshot.role_organization(id) == org)
+}
+
+/// The roles an engine error says are missing (as organization, name), or
+/// `None` when the error is not (only) about missing roles.
+fn missing_roles(error: &ChangeError) -> Option<Vec<(Option<String>, String)>> {
+    match error {
+        ChangeError::UnknownMembershipRole { organization, role } => {
+            Some(vec![(Some(organization.clone()), role.clone())])
+        }
+        ChangeError::UnknownRole { organization, name } => {
+            Some(vec![(organization.clone(), name.clone())])
+        }
+        ChangeError::Invalid(e) => {
+            let mut out = Vec::new();
+            for p in e.problems() {
+                match p {
+                    Problem::UnknownBaseRole {
+                        organization, base, ..
+                    } => out.push((organization.clone(), base.clone())),
+                    Problem::UnknownGroupRole {
+                        organization, role, ..
+                    } => out.push((Some(organization.clone()), role.clone())),
+                    Problem::UnknownDefaultRole {
+                        organization, role, ..
+                    } => out.push((organization.clone(), role.clone())),
+                    _ => return None,
+                }
+            }
+            (!out.is_empty()).then_some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Role `name` as seen from `org`: the organization's own role, else the
+/// environment role.
+fn fetch_role(
+    source: &dyn Source,
+    org: Option<&str>,
+    name: &str,
+) -> Result<Option<(Option<String>, Role)>, super::source::SourceError> {
+    if let Some(o) = org {
+        if let Some(role) = source.fetch_role(Some(o), name)? {
+            return Ok(Some((Some(o.to_owned()), role)));
+        }
+    }
+    Ok(source.fetch_role(None, name)?.map(|r| (None, r)))
+}
+
+#[cfg(feature = "tracing")]
+fn trace(outcome: &WebhookOutcome, delivery: Option<&str>, event_type: Option<&str>) {
+    let delivery = delivery.unwrap_or("-");
+    let event_type = event_type.unwrap_or("-");
+    match outcome {
+        WebhookOutcome::Applied(a) => tracing::debug!(
+            delivery,
+            event_type,
+            revision = a.outcome.revision,
+            "scalekit webhook applied"
+        ),
+        WebhookOutcome::Duplicate { .. } => {
+            tracing::debug!(delivery, event_type, "scalekit webhook: duplicate delivery")
+        }
+        WebhookOutcome::Stale { entity, .. } => {
+            tracing::debug!(delivery, event_type, entity = %entity, "scalekit webhook: stale event")
+        }
+        WebhookOutcome::Ignored { reason, .. } => {
+            tracing::debug!(delivery, event_type, reason = %reason, "scalekit webhook ignored")
+        }
+        WebhookOutcome::Rejected(e) => {
+            tracing::warn!(delivery, event_type, error = %e, "scalekit webhook rejected: it would break the policy")
+        }
+        WebhookOutcome::Malformed(e) => {
+            tracing::warn!(delivery, event_type, error = %e, "scalekit webhook malformed")
+        }
+        WebhookOutcome::Unauthorized(e) => {
+            tracing::warn!(error = %e, "scalekit webhook signature refused")
+        }
+        WebhookOutcome::RetryLater { error, .. } => {
+            tracing::info!(delivery, event_type, error = %error, "scalekit webhook deferred: retry later")
+        }
+        WebhookOutcome::Failed(e) => {
+            tracing::error!(delivery, event_type, error = %e, "scalekit webhook failed")
+        }
+    }
+}

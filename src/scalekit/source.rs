@@ -1,0 +1,368 @@
+//! Where what the events leave out comes from: a role's permissions, a role
+//! that an event refers to before its own event arrived, and the whole
+//! state for a full resync.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::change::{Change, Reparent};
+use crate::model::{Organization, Permission, Policy, Role};
+
+/// The identity provider's current state, read on demand.
+///
+/// Role events carry no permissions, and events can arrive before what they
+/// depend on; a source fills both gaps. `RestSource`
+/// (feature `scalekit-rest`) reads Scalekit's REST API; a [`Policy`] is a
+/// fixed source (handy in tests, or to seed from a file).
+///
+/// Implementations block; the handler calls them while it holds its own
+/// lock (never the engine's), so a slow source delays other deliveries but
+/// never readers.
+///
+/// # Examples
+///
+/// ```
+/// use rolegraph::scalekit::Source;
+/// use rolegraph::Policy;
+///
+/// let mut policy = Policy::new();
+/// policy.permission("projects:read");
+/// policy.role("viewer").grant("projects:read");
+/// let perms = policy.fetch_role_permissions(None, "viewer")?;
+/// assert_eq!(perms[0].name, "projects:read");
+/// # Ok::<(), rolegraph::scalekit::SourceError>(())
+/// ```
+pub trait Source: Send + Sync {
+    /// The direct permissions of role `name` of `organization` (`None`: an
+    /// environment role); empty for a role the source does not know.
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`] when the source cannot answer.
+    fn fetch_role_permissions(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<Permission>, SourceError>;
+
+    /// Role `name` of exactly that scope (no fallback from an organization
+    /// to the environment), with its direct permissions and base roles, or
+    /// `None` when the source does not know it.
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`] when the source cannot answer.
+    fn fetch_role(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Role>, SourceError>;
+
+    /// The whole state: permissions, environment roles and defaults,
+    /// organizations with their roles, default member role and group
+    /// mapping. Memberships are not part of it.
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`] when the source cannot answer.
+    fn fetch_policy(&self) -> Result<Policy, SourceError>;
+}
+
+/// A source could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The request could not be made or timed out.
+    #[error("`{url}` could not be reached: {reason}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("`{url}` answered {status}: {body}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// The credentials were refused, also after authenticating again.
+    #[error("`{url}` refused the credentials (status {status})")]
+    Unauthorized {
+        /// The URL.
+        url: String,
+        /// The HTTP status (401 or 403).
+        status: u16,
+    },
+    /// The answer is not of the documented shape.
+    #[error("`{url}` answered something unreadable: {reason}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Any other failure of a custom source.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl<S: Source + ?Sized> Source for Arc<S> {
+    fn fetch_role_permissions(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<Permission>, SourceError> {
+        (**self).fetch_role_permissions(organization, name)
+    }
+
+    fn fetch_role(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Role>, SourceError> {
+        (**self).fetch_role(organization, name)
+    }
+
+    fn fetch_policy(&self) -> Result<Policy, SourceError> {
+        (**self).fetch_policy()
+    }
+}
+
+/// A fixed policy is a source that never changes.
+impl Source for Policy {
+    fn fetch_role_permissions(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<Permission>, SourceError> {
+        let Some(role) = Source::fetch_role(self, organization, name)? else {
+            return Ok(Vec::new());
+        };
+        Ok(role
+            .permissions
+            .iter()
+            .map(|p| Permission {
+                name: p.clone(),
+                description: self
+                    .permissions
+                    .iter()
+                    .find(|d| d.name == *p)
+                    .and_then(|d| d.description.clone()),
+            })
+            .collect())
+    }
+
+    fn fetch_role(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Role>, SourceError> {
+        let roles = match organization {
+            None => &self.roles,
+            Some(org) => match self.organizations.iter().find(|o| o.id == org) {
+                Some(o) => &o.roles,
+                None => return Ok(None),
+            },
+        };
+        Ok(roles.iter().find(|r| r.name == name).cloned())
+    }
+
+    fn fetch_policy(&self) -> Result<Policy, SourceError> {
+        Ok(self.clone())
+    }
+}
+
+/// The changes that turn `current` into `target`, in an order the engine
+/// accepts as one batch: declare, create and update first, then delete
+/// what `target` lacks (dependents detached, holders dropping the role),
+/// then set defaults and group mappings, then drop organizations and
+/// permissions that are gone.
+///
+/// Only differences are emitted; equal parts cost nothing but the
+/// comparison.
+pub(crate) fn resync_changes(current: &Policy, target: &Policy) -> Vec<Change> {
+    let mut out = Vec::new();
+    let cur_perms: BTreeMap<&str, &Option<String>> = current
+        .permissions
+        .iter()
+        .map(|p| (p.name.as_str(), &p.description))
+        .collect();
+    for p in &target.permissions {
+        match cur_perms.get(p.name.as_str()) {
+            None => out.push(Change::CreatePermission {
+                name: p.name.clone(),
+                description: p.description.clone(),
+            }),
+            Some(d) if **d != p.description => out.push(Change::UpdatePermission {
+                name: p.name.clone(),
+                description: p.description.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let cur_orgs: BTreeMap<&str, &Organization> = current
+        .organizations
+        .iter()
+        .map(|o| (o.id.as_str(), o))
+        .collect();
+    let target_orgs: BTreeSet<&str> = target.organizations.iter().map(|o| o.id.as_str()).collect();
+    for org in &target.organizations {
+        if !cur_orgs.contains_key(org.id.as_str()) {
+            out.push(Change::CreateOrganization { id: org.id.clone() });
+        }
+    }
+    upsert_roles(&mut out, None, &current.roles, &target.roles);
+    for org in &target.organizations {
+        let existing = cur_orgs.get(org.id.as_str()).map_or(&[][..], |o| &o.roles);
+        upsert_roles(&mut out, Some(&org.id), existing, &org.roles);
+    }
+    delete_roles(&mut out, None, &current.roles, &target.roles);
+    for org in &current.organizations {
+        if let Some(t) = target.organizations.iter().find(|t| t.id == org.id) {
+            delete_roles(&mut out, Some(&org.id), &org.roles, &t.roles);
+        }
+    }
+    out.push(Change::SetDefaultRoles {
+        creator: target.default_creator_role.clone(),
+        member: target.default_member_role.clone(),
+    });
+    for org in &target.organizations {
+        out.push(Change::SetOrganizationDefaultRole {
+            organization: org.id.clone(),
+            role: org.default_member_role.clone(),
+        });
+        let mut mapped = BTreeSet::new();
+        for g in &org.group_roles {
+            mapped.insert(g.group.as_str());
+            out.push(Change::SetGroupRoles {
+                organization: org.id.clone(),
+                group: g.group.clone(),
+                roles: g.roles.clone(),
+            });
+        }
+        if let Some(cur) = cur_orgs.get(org.id.as_str()) {
+            for g in &cur.group_roles {
+                if !mapped.contains(g.group.as_str()) {
+                    out.push(Change::SetGroupRoles {
+                        organization: org.id.clone(),
+                        group: g.group.clone(),
+                        roles: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    for org in &current.organizations {
+        if !target_orgs.contains(org.id.as_str()) {
+            out.push(Change::DeleteOrganization { id: org.id.clone() });
+        }
+    }
+    let target_perms: BTreeSet<&str> = target.permissions.iter().map(|p| p.name.as_str()).collect();
+    for p in &current.permissions {
+        if !target_perms.contains(p.name.as_str()) {
+            out.push(Change::DeletePermission {
+                name: p.name.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn upsert_roles(out: &mut Vec<Change>, org: Option<&str>, current: &[Role], target: &[Role]) {
+    let cur: BTreeMap<&str, &Role> = current.iter().map(|r| (r.name.as_str(), r)).collect();
+    for role in target {
+        if cur.get(role.name.as_str()).is_none_or(|c| *c != role) {
+            out.push(Change::CreateRole {
+                organization: org.map(str::to_owned),
+                role: role.clone(),
+            });
+        }
+    }
+}
+
+fn delete_roles(out: &mut Vec<Change>, org: Option<&str>, current: &[Role], target: &[Role]) {
+    let keep: BTreeSet<&str> = target.iter().map(|r| r.name.as_str()).collect();
+    for role in current {
+        if !keep.contains(role.name.as_str()) {
+            out.push(Change::DeleteRole {
+                organization: org.map(str::to_owned),
+                name: role.name.clone(),
+                reassign_to: None,
+                reparent: Some(Reparent::Detach),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::ChangeMeta;
+
+    fn before() -> Policy {
+        let mut p = Policy::new();
+        p.permission("a:read")
+            .permission("a:write")
+            .permission("gone");
+        p.role("viewer").grant("a:read");
+        p.role("editor").extends("viewer").grant("a:write");
+        p.role("old").grant("gone");
+        p.role("child").extends("old");
+        p.set_default_member_role("old");
+        p.organization("org_1")
+            .map_group("g1", ["old"])
+            .map_group("g2", ["viewer"]);
+        p.organization("org_2").role("local").grant("a:read");
+        p
+    }
+
+    fn after() -> Policy {
+        let mut p = Policy::new();
+        p.permission("a:read")
+            .permission("a:write")
+            .permission("b:new");
+        p.role("viewer").grant("a:read").grant("b:new");
+        p.role("editor").extends("viewer").grant("a:write");
+        p.role("child").grant("a:read");
+        p.set_default_member_role("viewer");
+        p.organization("org_1").map_group("g3", ["editor"]);
+        p.organization("org_3").role("boss").extends("editor");
+        p
+    }
+
+    #[test]
+    fn a_resync_batch_turns_one_policy_into_the_other() {
+        let engine = Engine::new(&before()).unwrap();
+        let changes = resync_changes(&engine.policy(), &after());
+        engine.apply_batch(changes, ChangeMeta::by("test")).unwrap();
+        let mut got = engine.policy();
+        let mut want = after();
+        for p in [&mut got, &mut want] {
+            p.permissions.sort_by(|a, b| a.name.cmp(&b.name));
+            p.roles.sort_by(|a, b| a.name.cmp(&b.name));
+            p.organizations.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn equal_policies_need_only_idempotent_settings() {
+        let p = after();
+        let engine = Engine::new(&p).unwrap();
+        let changes = resync_changes(&engine.policy(), &p);
+        assert!(changes.iter().all(|c| matches!(
+            c,
+            Change::SetDefaultRoles { .. }
+                | Change::SetOrganizationDefaultRole { .. }
+                | Change::SetGroupRoles { .. }
+        )));
+        let outcome = engine.apply_batch(changes, ChangeMeta::by("test")).unwrap();
+        assert!(!outcome.changed);
+    }
+}
