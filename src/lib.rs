@@ -14,6 +14,7 @@
 //!
 //! - `toml`: read policy files written in TOML.
 //! - `cli`: the `rolegraph` command-line tool (implies `toml`).
+//! - `tracing`: `tracing` events for accepted and rejected changes.
 //! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
 //!
 //! The default build has no CLI, async or HTTP dependencies.
