@@ -33,6 +33,7 @@ mod name;
 #[cfg(feature = "scalekit")]
 pub mod scalekit;
 mod snapshot;
+mod text;
 
 pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
 pub use check::{Claims, Principal, Requirement};

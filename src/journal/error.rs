@@ -1,6 +1,8 @@
 //! What can go wrong opening, appending to or checkpointing a journal.
 
 use std::fmt;
+
+use crate::text::Lowercase;
 use std::path::PathBuf;
 
 /// A journal operation failed.
@@ -199,21 +201,6 @@ impl fmt::Display for Corruption {
             Self::NotARecordBoundary => {
                 f.write_str("the checkpoint was taken here, which is not a record boundary")
             }
-        }
-    }
-}
-
-/// Prints an `io::Error` with its first letter lowercased, to keep messages
-/// in the house style whatever the platform says.
-struct Lowercase<'a, T>(&'a T);
-
-impl<T: fmt::Display> fmt::Display for Lowercase<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.to_string();
-        let mut chars = text.chars();
-        match chars.next() {
-            Some(first) => write!(f, "{}{}", first.to_lowercase(), chars.as_str()),
-            None => Ok(()),
         }
     }
 }

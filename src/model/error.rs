@@ -1,6 +1,6 @@
 //! Errors reading a policy file.
 
-use std::fmt;
+use crate::text::Lowercase;
 use std::path::{Path, PathBuf};
 
 /// A policy could not be read: the file, its syntax, or its shape.
@@ -36,19 +36,6 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
     },
-}
-
-struct Lowercase<'a, T>(&'a T);
-
-impl<T: fmt::Display> fmt::Display for Lowercase<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.to_string();
-        let mut chars = text.chars();
-        match chars.next() {
-            Some(first) => write!(f, "{}{}", first.to_lowercase(), chars.as_str()),
-            None => Ok(()),
-        }
-    }
 }
 
 impl LoadError {
