@@ -31,7 +31,9 @@ fuzz_target!(|input: Input| {
     policy.permission("a:read").permission("a:write");
     policy.role("viewer").grant("a:read");
     policy.role("editor").extends("viewer").grant("a:write");
-    policy.organization("org_1").map_group("dirgroup_1", ["editor"]);
+    policy
+        .organization("org_1")
+        .map_group("dirgroup_1", ["editor"]);
     let engine = Engine::new(&policy).expect("the fixture compiles");
     let verifier = Verifier::new([SECRET]).expect("the secret is valid");
     let handler = Handler::new(engine.clone(), verifier.clone());
