@@ -224,7 +224,7 @@ impl fmt::Debug for Principal {
 /// start-up and a check does no name lookups.
 ///
 /// Permission ids are stable across the snapshots of one lineage (an
-/// [`Engine`](crate::Snapshot)'s successive snapshots), so a requirement keeps
+/// [`Engine`](crate::Engine)'s successive snapshots), so a requirement keeps
 /// working across swaps; if its permission is later deleted, it denies.
 ///
 /// # Examples
