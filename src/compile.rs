@@ -300,6 +300,7 @@ pub(crate) fn compile_with(
             .collect();
         groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         orgs.push(Org {
+            has_roles: !org.roles.is_empty(),
             id: org.id.as_str().into(),
             default_member,
             groups,

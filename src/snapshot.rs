@@ -232,6 +232,9 @@ impl RoleIndex {
 #[derive(Debug, Clone)]
 pub(crate) struct Org {
     pub(crate) id: Box<str>,
+    /// Whether the organization defines roles of its own: when it does not,
+    /// a token's role names resolve among environment roles in one probe.
+    pub(crate) has_roles: bool,
     pub(crate) default_member: Option<RoleId>,
     /// Sorted by group.
     pub(crate) groups: Vec<(Box<str>, Vec<RoleId>)>,
@@ -573,6 +576,7 @@ impl Snapshot {
     pub(crate) fn scope_of(&self, organization: Option<&str>) -> u32 {
         organization
             .and_then(|o| self.0.org_index.get(o).copied())
+            .filter(|&ix| self.0.orgs.get(ix as usize).is_some_and(|o| o.has_roles))
             .unwrap_or(ENV)
     }
 

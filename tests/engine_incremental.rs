@@ -551,3 +551,38 @@ fn setting_the_same_thing_twice_is_one_revision() {
         ["viewer"]
     );
 }
+
+#[test]
+fn an_organization_gaining_its_first_role_resolves_it_for_tokens() {
+    let mut policy = Policy::new();
+    policy.permission("a:read").permission("a:write");
+    policy.role("viewer").grant("a:read");
+    policy.organization("org_1");
+    let engine = Engine::new(&policy).unwrap();
+    let write = Requirement::permission(&engine.snapshot(), "a:write").unwrap();
+    let before = engine.snapshot();
+    assert!(!before.principal(Some("org_1"), ["boss"]).satisfies(&write));
+    assert!(before.principal(Some("org_1"), ["viewer"]).unknown_roles() == 0);
+    engine
+        .apply(
+            Change::CreateRole {
+                organization: Some("org_1".into()),
+                role: Role {
+                    name: "boss".into(),
+                    permissions: vec!["a:write".into()],
+                    extends: vec!["viewer".into()],
+                    ..Role::default()
+                },
+            },
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let after = engine.snapshot();
+    let boss = after.principal(Some("org_1"), ["boss", "viewer"]);
+    assert!(boss.satisfies(&write));
+    assert_eq!(boss.unknown_roles(), 0);
+    // Environment roles still resolve from the organization, and the org role
+    // stays invisible outside it.
+    assert!(!after.principal(None, ["boss"]).satisfies(&write));
+    assert_eq!(engine.stats().incremental_compiles, 1);
+}

@@ -237,6 +237,7 @@ pub(crate) fn patch(
             }
             groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             orgs.push(Org {
+                has_roles: !s.roles.is_empty(),
                 id: org.id.clone(),
                 default_member: resolve_opt(&core, scope, s.default_member.as_deref())?,
                 groups,
