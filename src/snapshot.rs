@@ -176,20 +176,14 @@ pub(crate) struct RoleIndex {
 
 impl RoleIndex {
     pub(crate) fn build(names: &Names, scopes: &[u32]) -> Self {
-        let state = ahash::RandomState::new();
-        let mut table = HashTable::with_capacity(scopes.len());
-        for (i, &scope) in scopes.iter().enumerate() {
-            if let Some(id) = RoleId::from_index(i) {
-                let hash = state.hash_one((scope, names.get(i)));
-                table.insert_unique(hash, id, |id| {
-                    state.hash_one((
-                        scopes.get(id.index()).copied().unwrap_or(ENV),
-                        names.get(id.index()),
-                    ))
-                });
-            }
+        let mut index = Self {
+            table: HashTable::with_capacity(scopes.len()),
+            state: ahash::RandomState::new(),
+        };
+        for id in (0..scopes.len()).filter_map(RoleId::from_index) {
+            index.insert(names, scopes, id);
         }
-        Self { table, state }
+        index
     }
 
     /// Adds role `id`, already pushed to `names` and `scopes`.

@@ -586,3 +586,52 @@ fn an_organization_gaining_its_first_role_resolves_it_for_tokens() {
     assert!(!after.principal(None, ["boss"]).satisfies(&write));
     assert_eq!(engine.stats().incremental_compiles, 1);
 }
+
+#[test]
+fn permission_names_and_sizes_follow_the_lineage() {
+    let mut policy = Policy::new();
+    policy.permission("a:read").permission("a:write");
+    policy.role("viewer").grant("a:read");
+    let engine = Engine::new(&policy).unwrap();
+    let first = engine.snapshot();
+    let read = first.permission_id("a:read").unwrap();
+    assert_eq!(first.permission_name(read), Some("a:read"));
+    // One role, two permissions: one word of bits; the whole snapshot is more.
+    assert_eq!(first.bitset_bytes(), 8);
+    assert!(first.memory_bytes() > first.bitset_bytes());
+    engine
+        .apply(
+            Change::DeletePermission {
+                name: "a:read".into(),
+            },
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let after = engine.snapshot();
+    assert_eq!(
+        after.permission_name(read),
+        None,
+        "a deleted id has no name"
+    );
+    assert_eq!(
+        first.permission_name(read),
+        Some("a:read"),
+        "old snapshots are untouched"
+    );
+    engine
+        .apply(
+            Change::CreatePermission {
+                name: "a:read".into(),
+                description: None,
+            },
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let again = engine.snapshot();
+    assert_eq!(
+        again.permission_id("a:read"),
+        Some(read),
+        "declared again, it gets its id back"
+    );
+    assert_eq!(again.permission_name(read), Some("a:read"));
+}
