@@ -156,43 +156,11 @@ impl Snapshot {
     /// The shortest path (ties by name) from one of `starts` up `extends` to a
     /// role named `target`.
     fn path_to_role(&self, starts: &[RoleId], target: &str) -> Option<Vec<String>> {
-        let n = self.roles_len();
-        let mut parent = vec![u32::MAX; n];
-        let mut seen = vec![false; n];
-        let mut order: Vec<RoleId> = starts.to_vec();
-        order.sort_by(|a, b| self.role_name(*a).cmp(self.role_name(*b)));
-        order.dedup();
-        for r in &order {
-            if let Some(s) = seen.get_mut(r.index()) {
-                *s = true;
-            }
-        }
-        let mut head = 0;
-        while let Some(&v) = order.get(head) {
-            head += 1;
-            if self.role_name(v) == target {
-                let mut path = vec![self.role_name(v).to_owned()];
-                let mut at = v.index();
-                while let Some(&p) = parent.get(at).filter(|p| **p != u32::MAX) {
-                    at = p as usize;
-                    path.push(self.role_name(RoleId::from_index(at)?).to_owned());
-                }
-                path.reverse();
-                return Some(path);
-            }
-            let mut next: Vec<RoleId> = self.role_bases(v).collect();
-            next.sort_by(|a, b| self.role_name(*a).cmp(self.role_name(*b)));
-            for w in next {
-                if let Some(s) = seen.get_mut(w.index()).filter(|s| !**s) {
-                    *s = true;
-                    if let Some(p) = parent.get_mut(w.index()) {
-                        *p = v.index() as u32;
-                    }
-                    order.push(w);
-                }
-            }
-        }
-        None
+        let (order, parent) = self.ancestors_bfs(starts);
+        let found = order
+            .into_iter()
+            .find(|&v| RoleId::from_index(v).is_some_and(|r| self.role_name(r) == target))?;
+        Some(self.path_to(&parent, found))
     }
 }
 

@@ -686,7 +686,11 @@ impl Snapshot {
     /// Breadth-first from `starts` through `extends`, neighbours in name
     /// order: the first role met that directly grants a permission gives its
     /// path, which is then the shortest, ties broken by role name.
-    pub(crate) fn grant_paths(&self, starts: &[RoleId]) -> Vec<EffectivePermission> {
+    /// Breadth-first from `starts` up `extends`, the starts and each role's
+    /// bases taken in name order: every reachable role once, in visiting
+    /// order, and each role's parent (`u32::MAX` for a start). The first
+    /// path to a role is then a shortest one, ties broken by role name.
+    pub(crate) fn ancestors_bfs(&self, starts: &[RoleId]) -> (Vec<usize>, Vec<u32>) {
         let d = &self.0;
         let n = self.roles_len();
         let mut parent = vec![u32::MAX; n];
@@ -718,6 +722,12 @@ impl Snapshot {
                 }
             }
         }
+        (order, parent)
+    }
+
+    pub(crate) fn grant_paths(&self, starts: &[RoleId]) -> Vec<EffectivePermission> {
+        let d = &self.0;
+        let (order, parent) = self.ancestors_bfs(starts);
         let mut assigned = vec![false; d.perms.len()];
         let mut out = Vec::new();
         for &v in &order {
@@ -768,7 +778,8 @@ impl Snapshot {
         out
     }
 
-    fn path_to(&self, parent: &[u32], mut v: usize) -> Vec<String> {
+    /// The role names from a start of [`ancestors_bfs`](Self::ancestors_bfs) to `v`.
+    pub(crate) fn path_to(&self, parent: &[u32], mut v: usize) -> Vec<String> {
         let mut path = vec![self.0.role_names.get(v).to_owned()];
         while let Some(&p) = parent.get(v) {
             if p == u32::MAX {
