@@ -1,7 +1,6 @@
 //! The incrementally maintained snapshot answers exactly like a full compile
 //! of the same policy, after any sequence of changes, accepted or rejected.
 #![expect(
-    clippy::unwrap_used,
     clippy::indexing_slicing,
     reason = "test helpers outside #[test] functions fail loudly on purpose"
 )]
@@ -10,6 +9,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use rolegraph::{Change, ChangeMeta, Engine, Policy, Reparent, Requirement, Role, Snapshot};
+use rolegraph_testkit::Probe;
 
 const ORGS: [&str; 2] = ["org_a", "org_b"];
 
@@ -192,59 +192,12 @@ fn change_strategy() -> impl Strategy<Value = Change> {
     ]
 }
 
-/// Everything a snapshot answers, by name, so two compiles can be compared
-/// whatever ids they assigned.
+/// The group names the strategies use.
+const GROUPS: &[&str] = &["Eng", "Ops", "dirgroup_1"];
+
+/// The policy's answers (the shared oracle's) and every membership.
 fn answers(s: &Snapshot) -> Vec<String> {
-    let mut out = Vec::new();
-    out.push(format!(
-        "permissions {:?}",
-        s.permissions().collect::<Vec<_>>()
-    ));
-    out.push(format!("max_depth {}", s.max_depth()));
-    let name = |r: Option<rolegraph::RoleId>| r.map(|r| s.role_name(r).to_owned());
-    out.push(format!(
-        "creator {:?} member {:?}",
-        name(s.default_creator_role()),
-        name(s.default_member_role(None))
-    ));
-    let mut roles: Vec<String> = s
-        .roles()
-        .map(|r| {
-            let org = s.role_organization(r);
-            let eff: BTreeSet<String> = s
-                .effective_permissions(org, s.role_name(r))
-                .unwrap()
-                .into_iter()
-                .map(|e| format!("{}<{}", e.name, e.path.join("<")))
-                .collect();
-            let bases: BTreeSet<&str> = s.role_bases(r).map(|b| s.role_name(b)).collect();
-            format!(
-                "role {org:?}/{} bases {bases:?} eff {eff:?}",
-                s.role_name(r)
-            )
-        })
-        .collect();
-    roles.sort();
-    out.extend(roles);
-    for org in s.organizations().map(str::to_owned).collect::<Vec<_>>() {
-        out.push(format!(
-            "org {org} member {:?}",
-            name(s.default_member_role(Some(&org)))
-        ));
-        for g in ["Eng", "Ops", "dirgroup_1", "none"] {
-            // By name: ids differ between an incremental and a full compile.
-            let roles: BTreeSet<String> = s
-                .roles_for_groups(&org, [g])
-                .unwrap()
-                .into_iter()
-                .map(|r| s.role_name(r).to_owned())
-                .collect();
-            out.push(format!("org {org} group {g} {roles:?}"));
-        }
-    }
-    let mut warnings: Vec<String> = s.warnings().iter().map(ToString::to_string).collect();
-    warnings.sort();
-    out.extend(warnings);
+    let mut out = rolegraph_testkit::answers(s, GROUPS);
     for o in ["org_a", "org_b", "org_z"] {
         for u in 0..4 {
             let user = format!("u{u}");
@@ -315,14 +268,11 @@ proptest! {
             }
             let live = engine.snapshot();
             let full = engine.policy().compile().unwrap();
-            // The memberships live beside the policy: compare them through the
-            // engine's snapshot for both sides by re-deriving user roles below.
-            let live_answers = answers(&live);
-            let mut full_answers = answers(&full);
-            // A fresh compile has no memberships; compare those separately.
-            let split = |v: &Vec<String>| v.iter().filter(|l| !l.starts_with("member ")).cloned().collect::<Vec<_>>();
-            prop_assert_eq!(split(&live_answers), split(&full_answers));
-            full_answers.clear();
+            // Every compiled bit, answer and explanation, by name.
+            let probe = Probe { groups: GROUPS, seed: live.revision(), ..Probe::default() };
+            if let Err(diff) = rolegraph_testkit::equivalent(&live, &full, &probe) {
+                prop_assert!(false, "after {:?}: {}", batch, diff);
+            }
             // Every membership names roles that exist where it is held.
             for o in ["org_a", "org_b", "org_z"] {
                 for u in 0..4 {
@@ -334,10 +284,12 @@ proptest! {
                 }
             }
             INCREMENTAL_PATCHES.fetch_max(engine.stats().incremental_compiles, std::sync::atomic::Ordering::Relaxed);
-            // Requirements resolved on the first snapshot still answer right.
+            // Requirements resolved on the first snapshot still answer as
+            // the full compile does.
+            let full_roles = rolegraph_testkit::roles_by_key(&full);
             for (name, req) in &stable {
                 for r in live.roles() {
-                    let expected = live.role_has_permission(r, name);
+                    let expected = full.role_has_permission(full_roles[&rolegraph_testkit::key(&live, r)], name);
                     prop_assert_eq!(live.principal_from_roles(&[r]).satisfies(req), expected, "{} on {}", name, live.role_name(r));
                 }
             }

@@ -2,12 +2,11 @@
 //! every batch, accepted or rejected, the engine's snapshot answers exactly
 //! like a full compile of the engine's own policy (same roles, bases,
 //! effective permissions with their paths, defaults, group mappings,
-//! warnings), a rejected batch changes nothing, and every membership names
-//! roles that exist.
+//! warnings, every compiled permission bit, principals and explanations: the
+//! oracle of `rolegraph-testkit`), a rejected batch changes nothing, and
+//! every membership names roles that exist.
 
 #![no_main]
-
-use std::collections::BTreeSet;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -15,6 +14,7 @@ use rolegraph::{
     Change, ChangeMeta, Engine, EntityClock, Policy, Reparent, Requirement, Role, Snapshot,
 };
 use rolegraph_fuzz::{org_id, perm_name, role_name, APolicy, ARole, Grant, Name};
+use rolegraph_testkit::Probe;
 
 /// An organization for a role change: `None` is the environment. Mostly pool
 /// organizations, sometimes one that does not exist.
@@ -250,59 +250,10 @@ fn fallback() -> Policy {
     p
 }
 
-/// Everything a snapshot's policy answers, by name (memberships excluded:
-/// a fresh compile has none).
+/// The policy's answers, by the shared oracle (memberships excluded: a
+/// fresh compile has none).
 fn answers(s: &Snapshot) -> Vec<String> {
-    let mut out = vec![
-        format!("permissions {:?}", s.permissions().collect::<Vec<_>>()),
-        format!("max_depth {}", s.max_depth()),
-    ];
-    let name = |r: Option<rolegraph::RoleId>| r.map(|r| s.role_name(r).to_owned());
-    out.push(format!(
-        "creator {:?} member {:?}",
-        name(s.default_creator_role()),
-        name(s.default_member_role(None))
-    ));
-    let mut roles: Vec<String> = s
-        .roles()
-        .map(|r| {
-            let org = s.role_organization(r);
-            let eff: BTreeSet<String> = s
-                .effective_permissions(org, s.role_name(r))
-                .expect("a role of the snapshot explains itself")
-                .into_iter()
-                .map(|e| format!("{}<{}<{}", e.name, e.path.join("<"), e.grant))
-                .collect();
-            let bases: BTreeSet<&str> = s.role_bases(r).map(|b| s.role_name(b)).collect();
-            format!(
-                "role {org:?}/{} bases {bases:?} eff {eff:?}",
-                s.role_name(r)
-            )
-        })
-        .collect();
-    roles.sort();
-    out.extend(roles);
-    let mut orgs: Vec<String> = s.organizations().map(str::to_owned).collect();
-    orgs.sort();
-    for org in orgs {
-        out.push(format!(
-            "org {org} member {:?}",
-            name(s.default_member_role(Some(&org)))
-        ));
-        for g in GROUPS.iter().chain(&["none"]) {
-            let roles: Vec<String> = s
-                .roles_for_groups(&org, [g])
-                .expect("a listed organization")
-                .into_iter()
-                .map(|r| s.role_name(r).to_owned())
-                .collect();
-            out.push(format!("org {org} group {g} {roles:?}"));
-        }
-    }
-    let mut warnings: Vec<String> = s.warnings().iter().map(ToString::to_string).collect();
-    warnings.sort();
-    out.extend(warnings);
-    out
+    rolegraph_testkit::answers(s, &GROUPS)
 }
 
 fn memberships(s: &Snapshot) -> Vec<String> {
@@ -367,7 +318,13 @@ fuzz_target!(|input: Input| {
             .policy()
             .compile()
             .unwrap_or_else(|e| panic!("the engine holds a policy that does not compile: {e}"));
-        assert_eq!(answers(&live), answers(&full));
+        // Every compiled bit, answer and explanation, by name.
+        let probe = Probe {
+            groups: &GROUPS,
+            seed: live.revision(),
+            ..Probe::default()
+        };
+        rolegraph_testkit::assert_equivalent(&live, &full, &probe);
         for o in 0..8u8 {
             for u in 0..4u8 {
                 let (o, u) = (org(o), user(u));
@@ -381,11 +338,15 @@ fuzz_target!(|input: Input| {
                 }
             }
         }
+        // Requirements resolved on the first snapshot answer as the full
+        // compile does.
+        let full_roles = rolegraph_testkit::roles_by_key(&full);
         for (name, req) in &stable {
             for r in live.roles() {
+                let same = full_roles[&rolegraph_testkit::key(&live, r)];
                 assert_eq!(
                     live.principal_from_roles(&[r]).satisfies(req),
-                    live.role_has_permission(r, name),
+                    full.role_has_permission(same, name),
                     "{name} on {}",
                     live.role_name(r)
                 );
