@@ -114,20 +114,22 @@ impl BitMatrix {
         }
     }
 
-    /// Appends a zeroed row.
-    pub(crate) fn push_row(&mut self) {
-        self.words.resize(self.words.len() + self.width, 0);
-        self.rows += 1;
+    /// Number of rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
     }
 
-    /// The same rows, each widened (or kept) to `width` words.
-    pub(crate) fn widened(&self, width: usize) -> Self {
-        if width <= self.width {
-            return self.clone();
-        }
-        let mut out = Self::new(self.rows, width);
-        for r in 0..self.rows {
-            or_into(out.row_mut(r), self.row(r));
+    /// `rows` rows of `width` words: the rows kept (cut to the width), new
+    /// rows and words zero.
+    pub(crate) fn reshaped(&self, rows: usize, width: usize) -> Self {
+        let mut out = Self::new(rows, width);
+        for r in 0..rows.min(self.rows) {
+            let src = self.row(r);
+            let dst = out.row_mut(r);
+            let k = src.len().min(dst.len());
+            if let (Some(d), Some(s)) = (dst.get_mut(..k), src.get(..k)) {
+                d.copy_from_slice(s);
+            }
         }
         out
     }
@@ -171,10 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn widening_keeps_rows_even_from_zero_width() {
-        let mut m = BitMatrix::new(2, 0);
-        m.push_row();
-        let mut w = m.widened(2);
+    fn reshaping_keeps_rows_even_from_zero_width() {
+        let m = BitMatrix::new(2, 0);
+        let mut w = m.reshaped(3, 2);
+        assert_eq!(w.rows(), 3);
         set(w.row_mut(2), 100);
         assert_eq!(ones(w.row(2)).collect::<Vec<_>>(), [100]);
         assert!(w.row(1).iter().all(|x| *x == 0));

@@ -2,14 +2,20 @@
 //! [`Requirement`]s resolved once when a route declares them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use ahash::AHashSet;
 use arc_swap::ArcSwapOption;
 use smallvec::SmallVec;
 
 use crate::bits;
 use crate::ids::{PermissionId, RoleId};
 use crate::snapshot::{LookupError, Snapshot};
+
+/// Roles a principal is built with before duplicates are found with a set
+/// rather than a scan.
+const SCAN_ROLES: usize = 16;
 
 /// Words kept inline in a principal: 1,024 permissions without a heap allocation.
 const INLINE_WORDS: usize = 16;
@@ -80,9 +86,10 @@ impl Snapshot {
     {
         let scope = self.scope_of(organization);
         let mut principal = self.empty_principal();
+        let mut seen = None;
         for name in roles {
             match self.role_in(scope, name.as_ref()) {
-                Some(role) => principal.add_role(role),
+                Some(role) => principal.add_role(role, &mut seen),
                 None => principal.unknown_roles += 1,
             }
         }
@@ -93,9 +100,10 @@ impl Snapshot {
     #[must_use]
     pub fn principal_from_roles(&self, roles: &[RoleId]) -> Principal {
         let mut principal = self.empty_principal();
+        let mut seen = None;
         for &role in roles {
             if role.index() < self.roles_len() {
-                principal.add_role(role);
+                principal.add_role(role, &mut seen);
             }
         }
         principal
@@ -112,7 +120,7 @@ impl Snapshot {
     fn empty_principal(&self) -> Principal {
         Principal {
             snapshot: self.clone(),
-            lineage: self.data().lineage,
+            lineage: self.data().lineage(),
             bits: SmallVec::from_elem(0, self.width()),
             roles: SmallVec::new(),
             unknown_roles: 0,
@@ -121,8 +129,22 @@ impl Snapshot {
 }
 
 impl Principal {
-    fn add_role(&mut self, role: RoleId) {
-        if !self.roles.contains(&role) {
+    /// Adds a role once: a scan of the few roles held so far, or past
+    /// [`SCAN_ROLES`] a set (`seen`), so that a principal of many roles is
+    /// built in linear time.
+    #[inline]
+    fn add_role(&mut self, role: RoleId, seen: &mut Option<AHashSet<RoleId>>) {
+        let new = match seen {
+            Some(set) => set.insert(role),
+            None if self.roles.len() < SCAN_ROLES => !self.roles.contains(&role),
+            None => {
+                let mut set: AHashSet<RoleId> = self.roles.iter().copied().collect();
+                let new = set.insert(role);
+                *seen = Some(set);
+                new
+            }
+        };
+        if new {
             self.roles.push(role);
             bits::or_into(&mut self.bits, self.snapshot.row(role));
         }
@@ -146,20 +168,22 @@ impl Principal {
     /// Whether the principal meets the requirement.
     ///
     /// A requirement resolved against a snapshot of another lineage (an
-    /// unrelated compile) never matches.
+    /// unrelated compile of the same policy, say) is resolved again, by
+    /// name, against the principal's snapshot (once per lineage, then
+    /// cached): it answers as if it had been built on that snapshot.
     ///
     /// # Complexity
     ///
     /// Permission requirements: one word test per distinct word the
     /// requirement touches, whatever the size or depth of the hierarchy.
     /// Role requirements: one bit test per role of the principal (plus, once
-    /// per published snapshot and requirement, a walk of the graph to find the
+    /// per compiled policy and role name, a walk of the graph to find the
     /// roles that extend the required one).
     #[must_use]
     #[inline]
     pub fn satisfies(&self, requirement: &Requirement) -> bool {
         if self.lineage != requirement.lineage {
-            return false;
+            return requirement.rebound(self);
         }
         // The common case, one permission, without the recursive evaluator.
         match &requirement.node {
@@ -255,6 +279,19 @@ impl fmt::Debug for Principal {
 pub struct Requirement {
     lineage: u64,
     node: Node,
+    /// The same requirement resolved by name in the lineage that last asked
+    /// from another one.
+    rebound: Arc<ArcSwapOption<Rebound>>,
+}
+
+/// A requirement resolved again for another lineage.
+#[derive(Debug)]
+struct Rebound {
+    /// The lineage, or when a name did not resolve there, the compiled
+    /// policy (a later one of the lineage may declare it).
+    key: u64,
+    per_core: bool,
+    node: Node,
 }
 
 type Masks = SmallVec<[(u32, u64); 2]>;
@@ -278,37 +315,58 @@ enum Node {
     Role(Arc<RoleNode>),
     Or(Vec<Node>),
     And(Vec<Node>),
+    /// Rebound only: a permission not declared where the requirement was
+    /// resolved again, which no principal there holds.
+    Never,
 }
+
+/// How many compiled policies a role requirement keeps the role set of:
+/// principals from the snapshots before and after a swap interleave.
+const ROLE_SLOTS: usize = 4;
 
 #[derive(Debug)]
 struct RoleNode {
     name: Box<str>,
-    /// The roles that are or extend `name`, for the snapshot that last asked.
-    cache: ArcSwapOption<RoleSet>,
+    /// The roles that are or extend `name`, for the compiled policies that
+    /// last asked (a few, so interleaved snapshots do not evict each other).
+    slots: [ArcSwapOption<RoleSet>; ROLE_SLOTS],
+    next: AtomicUsize,
 }
 
 #[derive(Debug)]
 struct RoleSet {
-    snapshot: u64,
-    members: Vec<u64>,
+    core: u64,
+    members: Arc<[u64]>,
 }
 
 impl RoleNode {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            slots: Default::default(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
     fn matches(&self, p: &Principal) -> bool {
-        let id = p.snapshot.data().id;
-        let guard = self.cache.load();
-        let set = match guard.as_ref() {
-            Some(set) if set.snapshot == id => Arc::clone(set),
-            _ => {
-                let set = Arc::new(RoleSet {
-                    snapshot: id,
-                    members: p.snapshot.roles_extending(&self.name),
-                });
-                self.cache.store(Some(Arc::clone(&set)));
-                set
+        let core = p.snapshot.data();
+        let id = core.id();
+        for slot in &self.slots {
+            if let Some(set) = slot.load().as_ref() {
+                if set.core == id {
+                    return p.roles.iter().any(|r| bits::test(&set.members, r.index()));
+                }
             }
-        };
-        p.roles.iter().any(|r| bits::test(&set.members, r.index()))
+        }
+        // Once per compiled policy and name, whatever the requirement: the
+        // compiled policy keeps the set.
+        let members = core.roles_extending(&self.name);
+        let held = p.roles.iter().any(|r| bits::test(&members, r.index()));
+        let victim = self.next.fetch_add(1, Ordering::Relaxed) % ROLE_SLOTS;
+        if let Some(slot) = self.slots.get(victim) {
+            slot.store(Some(Arc::new(RoleSet { core: id, members })));
+        }
+        held
     }
 }
 
@@ -321,6 +379,77 @@ impl Node {
             Self::Role(role) => role.matches(p),
             Self::Or(nodes) => nodes.iter().any(|n| n.eval(p)),
             Self::And(nodes) => nodes.iter().all(|n| n.eval(p)),
+            Self::Never => false,
+        }
+    }
+
+    /// This node resolved by name against `snapshot`, and whether every
+    /// name resolved.
+    fn rebind(&self, snapshot: &Snapshot) -> (Self, bool) {
+        let perms = snapshot.data().perms();
+        let masks = |names: &[Box<str>]| -> (Masks, usize) {
+            let mut masks = Masks::new();
+            let mut found = 0;
+            for id in names.iter().filter_map(|n| perms.id(n)) {
+                found += 1;
+                add_mask(&mut masks, id);
+            }
+            masks.sort_unstable();
+            (masks, found)
+        };
+        match self {
+            Self::One { name, .. } => match perms.id(name) {
+                Some(id) => {
+                    let (word, mask) = bits::locate(id.index());
+                    let node = Self::One {
+                        word: word as u32,
+                        mask,
+                        id,
+                        name: Arc::clone(name),
+                    };
+                    (node, true)
+                }
+                None => (Self::Never, false),
+            },
+            Self::Any { names, .. } => {
+                let (masks, found) = masks(names);
+                let node = Self::Any {
+                    masks,
+                    names: Arc::clone(names),
+                };
+                (node, found == names.len())
+            }
+            Self::All { names, .. } => {
+                let (masks, found) = masks(names);
+                if found < names.len() {
+                    return (Self::Never, false);
+                }
+                let node = Self::All {
+                    masks,
+                    names: Arc::clone(names),
+                };
+                (node, true)
+            }
+            // Resolved by name per compiled policy already.
+            Self::Role(role) => (Self::Role(Arc::clone(role)), true),
+            Self::Or(nodes) | Self::And(nodes) => {
+                let mut complete = true;
+                let rebound = nodes
+                    .iter()
+                    .map(|n| {
+                        let (node, all) = n.rebind(snapshot);
+                        complete &= all;
+                        node
+                    })
+                    .collect();
+                let node = if matches!(self, Self::Or(_)) {
+                    Self::Or(rebound)
+                } else {
+                    Self::And(rebound)
+                };
+                (node, complete)
+            }
+            Self::Never => (Self::Never, false),
         }
     }
 
@@ -336,6 +465,7 @@ impl Node {
                     n.visit(perms, roles);
                 }
             }
+            Self::Never => {}
         }
     }
 }
@@ -368,6 +498,7 @@ impl fmt::Display for Node {
             Self::Role(role) => write!(f, "role `{}` or a role extending it", role.name),
             Self::Or(nodes) => join(f, " or ", nodes),
             Self::And(nodes) => join(f, " and ", nodes),
+            Self::Never => f.write_str("nothing"),
         }
     }
 }
@@ -375,6 +506,15 @@ impl fmt::Display for Node {
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.node.fmt(f)
+    }
+}
+
+fn add_mask(masks: &mut Masks, id: PermissionId) {
+    let (word, mask) = bits::locate(id.index());
+    let word = word as u32;
+    match masks.iter_mut().find(|(w, _)| *w == word) {
+        Some((_, m)) => *m |= mask,
+        None => masks.push((word, mask)),
     }
 }
 
@@ -389,12 +529,7 @@ fn masks_for(snapshot: &Snapshot, names: &[Box<str>]) -> Result<Masks, LookupErr
             .ok_or_else(|| LookupError::UnknownPermission {
                 name: name.to_string(),
             })?;
-        let (word, mask) = bits::locate(id.index());
-        let word = word as u32;
-        match masks.iter_mut().find(|(w, _)| *w == word) {
-            Some((_, m)) => *m |= mask,
-            None => masks.push((word, mask)),
-        }
+        add_mask(&mut masks, id);
     }
     masks.sort_unstable();
     Ok(masks)
@@ -461,20 +596,20 @@ impl Requirement {
     ///
     /// [`LookupError::UnknownRole`] when no role has that name.
     pub fn role(snapshot: &Snapshot, name: &str) -> Result<Self, LookupError> {
-        let members = snapshot.roles_extending(name);
+        let members = snapshot.data().roles_extending(name);
         if members.iter().all(|w| *w == 0) {
             return Err(LookupError::UnknownRole {
                 name: name.to_owned(),
                 organization: None,
             });
         }
-        let node = RoleNode {
-            name: name.into(),
-            cache: ArcSwapOption::from_pointee(RoleSet {
-                snapshot: snapshot.data().id,
+        let node = RoleNode::new(name);
+        if let Some(slot) = node.slots.first() {
+            slot.store(Some(Arc::new(RoleSet {
+                core: snapshot.data().id(),
                 members,
-            }),
-        };
+            })));
+        }
         Ok(Self::new(snapshot, Node::Role(Arc::new(node))))
     }
 
@@ -497,7 +632,7 @@ impl Requirement {
             }
             (a, b) => Node::Or(vec![a, b]),
         };
-        Self { lineage, node }
+        Self::combined(lineage, node)
     }
 
     /// Met when both requirements are met.
@@ -519,14 +654,45 @@ impl Requirement {
             }
             (a, b) => Node::And(vec![a, b]),
         };
-        Self { lineage, node }
+        Self::combined(lineage, node)
     }
 
     fn new(snapshot: &Snapshot, node: Node) -> Self {
+        Self::combined(snapshot.data().lineage(), node)
+    }
+
+    fn combined(lineage: u64, node: Node) -> Self {
         Self {
-            lineage: snapshot.data().lineage,
+            lineage,
             node,
+            rebound: Arc::default(),
         }
+    }
+
+    /// [`Principal::satisfies`] for a principal of another lineage than the
+    /// one the requirement was resolved in: resolved again by name.
+    #[cold]
+    #[inline(never)]
+    fn rebound(&self, p: &Principal) -> bool {
+        let core = p.snapshot.data();
+        if let Some(r) = self.rebound.load().as_ref() {
+            let key = if r.per_core {
+                core.id()
+            } else {
+                core.lineage()
+            };
+            if r.key == key {
+                return r.node.eval(p);
+            }
+        }
+        let (node, complete) = self.node.rebind(&p.snapshot);
+        let held = node.eval(p);
+        self.rebound.store(Some(Arc::new(Rebound {
+            key: if complete { core.lineage() } else { core.id() },
+            per_core: !complete,
+            node,
+        })));
+        held
     }
 
     /// The permission names and role names the requirement mentions, in order.
@@ -543,34 +709,5 @@ impl Requirement {
             Node::One { id, .. } => Some(*id),
             _ => None,
         }
-    }
-}
-
-impl Snapshot {
-    /// A bitset over role ids: the roles named `name` (any scope) and every
-    /// role that extends one of them, directly or not.
-    pub(crate) fn roles_extending(&self, name: &str) -> Vec<u64> {
-        let n = self.roles_len();
-        let mut members = vec![0u64; bits::words_for(n)];
-        let mut stack: Vec<RoleId> = self
-            .roles()
-            .filter(|r| self.role_name(*r) == name)
-            .collect();
-        if stack.is_empty() {
-            return members;
-        }
-        let dependents = self.data().bases.transpose(n);
-        for r in &stack {
-            bits::set(&mut members, r.index());
-        }
-        while let Some(r) = stack.pop() {
-            for &d in dependents.get(r.index()) {
-                if !bits::test(&members, d as usize) {
-                    bits::set(&mut members, d as usize);
-                    stack.extend(RoleId::from_index(d as usize));
-                }
-            }
-        }
-        members
     }
 }

@@ -20,36 +20,25 @@ use petgraph::graph::{DiGraph, NodeIndex};
 pub(crate) use error::RoleInScope;
 pub use error::{CompileError, Cycle, DefaultRole, Problem};
 
-use crate::bits::{self, BitMatrix};
-use crate::ids::{PermissionId, RoleId};
+use crate::compiled::{self, Core, Csr, Names, Org, Parts, Permissions, ENV, WILDCARD};
+use crate::ids::RoleId;
 use crate::model::{Policy, Role};
 use crate::name::{classify_grant, is_valid_name, GrantKind};
-use std::sync::Arc;
-
-use crate::snapshot::{Core, Csr, Names, Org, RoleIndex, Snapshot, ENV, WILDCARD};
 
 /// Compiles `policy` from scratch, in a new lineage.
-pub(crate) fn compile(policy: &Policy) -> Result<Snapshot, CompileError> {
+pub(crate) fn compile(policy: &Policy) -> Result<Core, CompileError> {
     compile_with(policy, None)
 }
 
 /// Compiles `policy`; with `previous`, permissions keep the ids they had there
-/// (removed ones leave a tombstone) and the snapshot joins its lineage, so that
-/// requirements resolved against `previous` stay valid.
-pub(crate) fn compile_with(
-    policy: &Policy,
-    previous: Option<&Snapshot>,
-) -> Result<Snapshot, CompileError> {
+/// (removed ones are retired, keeping their ids for their names) and the
+/// result joins its lineage, so that requirements resolved against
+/// `previous` stay valid.
+pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<Core, CompileError> {
     let mut problems = Vec::new();
-    let prev = previous.map(Snapshot::data);
 
-    // Permissions.
-    let mut perms: Vec<Box<str>> = match prev {
-        Some(p) => vec![Box::from(""); p.perms.len()],
-        None => Vec::with_capacity(policy.permissions.len()),
-    };
-    let mut perm_index: AHashMap<Box<str>, PermissionId> =
-        AHashMap::with_capacity(policy.permissions.len());
+    // Permissions: a name the lineage knew gets its id back.
+    let mut perms = Permissions::continuing(previous);
     for p in &policy.permissions {
         if !is_valid_name(&p.name) {
             problems.push(Problem::InvalidPermissionName {
@@ -57,53 +46,21 @@ pub(crate) fn compile_with(
             });
             continue;
         }
-        if perm_index.contains_key(p.name.as_str()) {
+        if perms.id(&p.name).is_some() {
             problems.push(Problem::DuplicatePermission {
                 name: p.name.clone(),
             });
             continue;
         }
-        let reused = prev.and_then(|d| {
-            d.perm_index
-                .get(p.name.as_str())
-                .or_else(|| d.retired.get(p.name.as_str()))
-                .copied()
-        });
-        let id = match reused {
-            Some(id) => {
-                if let Some(slot) = perms.get_mut(id.index()) {
-                    *slot = p.name.as_str().into();
-                }
-                id
-            }
-            None => {
-                let Some(id) = PermissionId::from_index(perms.len()) else {
-                    problems.push(Problem::TooMany {
-                        what: "permissions",
-                        count: policy.permissions.len(),
-                    });
-                    break;
-                };
-                perms.push(p.name.as_str().into());
-                id
-            }
-        };
-        perm_index.insert(p.name.as_str().into(), id);
-    }
-    // Previously known names not declared any more keep their ids, retired.
-    let mut retired: AHashMap<Box<str>, PermissionId> = AHashMap::new();
-    if let Some(d) = prev {
-        for (name, id) in d.perm_index.iter().chain(d.retired.iter()) {
-            if !perm_index.contains_key(name) {
-                retired.insert(name.clone(), *id);
-                if let Some(slot) = perms.get_mut(id.index()) {
-                    *slot = name.clone();
-                }
-            }
+        if perms.declare(&p.name).is_none() {
+            problems.push(Problem::TooMany {
+                what: "permissions",
+                count: policy.permissions.len(),
+            });
+            break;
         }
     }
-    let mut perm_sorted: Vec<PermissionId> = perm_index.values().copied().collect();
-    perm_sorted.sort_unstable_by(|a, b| perm_name(&perms, *a).cmp(perm_name(&perms, *b)));
+    perms.sort();
 
     // Organizations: the first occurrence of an id wins.
     let mut org_index: AHashMap<Box<str>, u32> = AHashMap::new();
@@ -191,7 +148,8 @@ pub(crate) fn compile_with(
 
     // Edges and direct grants.
     let mut wildcards: Vec<Box<str>> = Vec::new();
-    let mut wildcard_index: AHashMap<&str, u32> = AHashMap::new();
+    let mut wildcard_index: AHashMap<&str, usize> = AHashMap::new();
+    let (mut too_many_wildcards, mut too_many_edges) = (false, false);
     let mut bases = Csr::with_capacity(defs.len());
     let mut grants = Csr::with_capacity(defs.len());
     let mut scratch: Vec<u32> = Vec::new();
@@ -209,12 +167,12 @@ pub(crate) fn compile_with(
         }
         scratch.sort_unstable();
         scratch.dedup();
-        bases.push(&scratch);
+        too_many_edges |= bases.push(&scratch).is_none();
 
         scratch.clear();
         for grant in &role.permissions {
             match classify_grant(grant) {
-                GrantKind::Exact(name) => match perm_index.get(name) {
+                GrantKind::Exact(name) => match perms.id(name) {
                     Some(id) => scratch.push(id.index() as u32),
                     None => problems.push(Problem::UnknownPermission {
                         organization: org_name(*scope),
@@ -223,12 +181,15 @@ pub(crate) fn compile_with(
                     }),
                 },
                 GrantKind::Prefix(prefix) => {
-                    let next = wildcards.len() as u32;
+                    let next = wildcards.len();
                     let ix = *wildcard_index.entry(prefix).or_insert_with(|| {
                         wildcards.push(prefix.into());
                         next
                     });
-                    scratch.push(WILDCARD | ix);
+                    match u32::try_from(ix).ok().filter(|ix| ix & WILDCARD == 0) {
+                        Some(ix) => scratch.push(WILDCARD | ix),
+                        None => too_many_wildcards = true,
+                    }
                 }
                 GrantKind::Invalid => problems.push(Problem::InvalidGrant {
                     organization: org_name(*scope),
@@ -239,7 +200,23 @@ pub(crate) fn compile_with(
         }
         scratch.sort_unstable();
         scratch.dedup();
-        grants.push(&scratch);
+        too_many_edges |= grants.push(&scratch).is_none();
+    }
+
+    if too_many_wildcards {
+        problems.push(Problem::TooMany {
+            what: "distinct wildcard grants",
+            count: wildcards.len(),
+        });
+    }
+    if too_many_edges {
+        problems.push(Problem::TooMany {
+            what: "grants and bases",
+            count: defs
+                .iter()
+                .map(|(r, _)| r.permissions.len() + r.extends.len())
+                .sum(),
+        });
     }
 
     // Defaults and group mappings.
@@ -317,102 +294,33 @@ pub(crate) fn compile_with(
         return Err(CompileError::new(problems));
     }
 
-    // Flatten in topological order (bases before the roles extending them).
-    let width = bits::words_for(perms.len());
-    let mut rows = BitMatrix::new(defs.len(), width);
-    let mut depth = vec![0u32; defs.len()];
-    let mut max_depth = 0;
-    for role in topological_order(&bases) {
-        let row = rows.row_mut(role);
-        for &g in grants.get(role) {
-            if g & WILDCARD == 0 {
-                bits::set(row, g as usize);
-            } else if let Some(prefix) = wildcards.get((g & !WILDCARD) as usize) {
-                for id in matching(&perms, &perm_sorted, prefix) {
-                    bits::set(row, id.index());
-                }
-            }
-        }
-        let mut d = 0;
-        for &b in bases.get(role) {
-            rows.or_row(role, b as usize);
-            d = d.max(depth.get(b as usize).copied().unwrap_or(0));
-        }
-        if let Some(slot) = depth.get_mut(role) {
-            *slot = d + 1;
-            max_depth = max_depth.max(d + 1);
-        }
-    }
-
     let mut role_names = Names::with_capacity(defs.len());
     let mut role_scope = Vec::with_capacity(defs.len());
     for (role, scope) in &defs {
-        role_names.push(&role.name);
+        if role_names.push(&role.name).is_none() {
+            return Err(CompileError::new(vec![Problem::TooMany {
+                what: "bytes of role names",
+                count: defs.iter().map(|(r, _)| r.name.len()).sum(),
+            }]));
+        }
         role_scope.push(*scope);
     }
-    let role_index = RoleIndex::build(&role_names, &role_scope);
-    Ok(Snapshot::from_core(Core {
-        id: crate::snapshot::next_snapshot_id(),
-        lineage: prev.map_or_else(crate::snapshot::next_snapshot_id, |p| p.lineage),
-        perms: Arc::new(perms),
-        perm_index: Arc::new(perm_index),
-        retired: Arc::new(retired),
-        perm_sorted: Arc::new(perm_sorted),
-        role_names: Arc::new(role_names),
-        role_scope: Arc::new(role_scope),
-        role_index: Arc::new(role_index),
-        bases: Arc::new(bases),
-        grants: Arc::new(grants),
-        wildcards: Arc::new(wildcards),
-        rows: Arc::new(rows),
-        depth: Arc::new(depth),
-        max_depth,
-        orgs: Arc::new(orgs),
-        org_index: Arc::new(org_index),
+    // Flattened in topological order by the compiled core's one flattener.
+    Core::build(Parts {
+        lineage: previous.map_or_else(compiled::next_id, Core::lineage),
+        perms,
+        role_names,
+        role_scope,
+        bases,
+        grants,
+        wildcards,
+        orgs,
+        org_index,
         default_creator,
         default_member,
-    }))
-}
-
-pub(crate) fn perm_name(perms: &[Box<str>], id: PermissionId) -> &str {
-    perms.get(id.index()).map_or("", |s| s)
-}
-
-/// The declared permissions whose names start with `prefix`, in name order.
-pub(crate) fn matching<'a>(
-    perms: &'a [Box<str>],
-    sorted: &'a [PermissionId],
-    prefix: &'a str,
-) -> impl Iterator<Item = PermissionId> + 'a {
-    let start = sorted.partition_point(|id| perm_name(perms, *id) < prefix);
-    sorted
-        .get(start..)
-        .unwrap_or(&[])
-        .iter()
-        .copied()
-        .take_while(move |id| perm_name(perms, *id).starts_with(prefix))
-}
-
-/// Kahn's algorithm over `role -> base` edges: every base comes before the
-/// roles that extend it. Only called on acyclic graphs.
-fn topological_order(bases: &Csr) -> Vec<usize> {
-    let n = bases.len();
-    let mut pending: Vec<u32> = (0..n).map(|r| bases.get(r).len() as u32).collect();
-    let dependents = bases.transpose(n);
-    let mut order = Vec::with_capacity(n);
-    let mut queue: VecDeque<usize> = (0..n).filter(|&r| pending.get(r) == Some(&0)).collect();
-    while let Some(r) = queue.pop_front() {
-        order.push(r);
-        for &d in dependents.get(r) {
-            if let Some(p) = pending.get_mut(d as usize) {
-                *p -= 1;
-                if *p == 0 {
-                    queue.push_back(d as usize);
-                }
-            }
-        }
-    }
-    order
+    })
+    // INVARIANT: `find_cycles` found none, so every role can be ordered.
+    .ok_or_else(|| CompileError::new(Vec::new()))
 }
 
 /// Every strongly connected set with a cycle, each with one concrete path.

@@ -245,9 +245,6 @@ struct Writer {
     guard: AssignmentGuard,
     options: EngineOptions,
     since_checkpoint: u64,
-    /// The reverse inheritance graph of the published policy, for the
-    /// incremental recompiler.
-    reverse: patch::Reverse,
 }
 
 /// What a checkpoint holds.
@@ -413,7 +410,6 @@ impl Engine {
                     guard: AssignmentGuard::default(),
                     options,
                     since_checkpoint: 0,
-                    reverse: None,
                 }),
                 stats: Mutex::new(Stats {
                     revision,
@@ -534,14 +530,13 @@ impl Engine {
             return Ok(outcome);
         }
         let mut full = false;
-        let core = match patch::patch(&current.core, &draft, &fx, &mut writer.reverse) {
+        let core = match patch::patch(&current.core, &draft, &fx) {
             Some(core) => core,
             None => {
                 full = true;
-                let previous = Snapshot::from_arc(Arc::clone(&current));
-                let compiled = compile_with(&draft.to_policy(), Some(&previous))
+                let compiled = compile_with(&draft.to_policy(), Some(&current.core))
                     .map_err(ChangeError::Invalid)?;
-                Arc::clone(&compiled.arc().core)
+                Arc::new(compiled)
             }
         };
         // Memberships must name roles that exist where they are held.

@@ -23,6 +23,7 @@ mod bits;
 mod change;
 mod check;
 mod compile;
+mod compiled;
 mod engine;
 mod explain;
 mod ids;

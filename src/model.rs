@@ -245,7 +245,7 @@ impl Policy {
     /// A [`CompileError`](crate::CompileError) listing every rule of DESIGN.md's
     /// "Validity" section the policy breaks.
     pub fn compile(&self) -> Result<crate::Snapshot, crate::CompileError> {
-        crate::compile::compile(self)
+        crate::compile::compile(self).map(crate::Snapshot::from_core)
     }
 }
 

@@ -1,28 +1,12 @@
 //! The immutable compiled policy.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ahash::AHashMap;
-use hashbrown::HashTable;
-
-use crate::bits::{self, BitMatrix};
-use crate::compile::{matching, perm_name};
+use crate::bits;
+use crate::compiled::{Core, Grant, ENV};
 use crate::ids::{PermissionId, RoleId};
 use crate::membership::Members;
-
-/// The scope number of environment roles.
-pub(crate) const ENV: u32 = u32::MAX;
-/// Marks a direct grant entry as a wildcard index rather than a permission id.
-pub(crate) const WILDCARD: u32 = 1 << 31;
-
-static NEXT_SNAPSHOT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A process-unique number for a new snapshot or lineage.
-pub(crate) fn next_snapshot_id() -> u64 {
-    NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed)
-}
 
 /// A compiled policy: immutable, `Send + Sync`, and cheap to clone (one `Arc`).
 ///
@@ -55,185 +39,6 @@ pub(crate) fn next_snapshot_id() -> u64 {
 #[derive(Clone)]
 pub struct Snapshot(Arc<Data>);
 
-/// Names packed end to end in one string.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Names {
-    text: String,
-    ends: Vec<u32>,
-}
-
-impl Names {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        Self {
-            text: String::with_capacity(n * 12),
-            ends: Vec::with_capacity(n),
-        }
-    }
-
-    pub(crate) fn push(&mut self, name: &str) {
-        self.text.push_str(name);
-        self.ends
-            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
-    }
-
-    pub(crate) fn get(&self, i: usize) -> &str {
-        let start = match i.checked_sub(1) {
-            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
-            None => 0,
-        } as usize;
-        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
-        self.text.get(start..end).unwrap_or("")
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4
-    }
-}
-
-/// Compressed sparse rows: a list of `u32` per item.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Csr {
-    offsets: Vec<u32>,
-    items: Vec<u32>,
-}
-
-impl Csr {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        let mut offsets = Vec::with_capacity(n + 1);
-        offsets.push(0);
-        Self {
-            offsets,
-            items: Vec::with_capacity(n),
-        }
-    }
-
-    pub(crate) fn push(&mut self, list: &[u32]) {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.items.extend_from_slice(list);
-        self.offsets
-            .push(u32::try_from(self.items.len()).unwrap_or(u32::MAX));
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
-    }
-
-    pub(crate) fn items_len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub(crate) fn get(&self, i: usize) -> &[u32] {
-        let start = self.offsets.get(i).copied().unwrap_or(0) as usize;
-        let end = self.offsets.get(i + 1).copied().unwrap_or(0) as usize;
-        self.items.get(start..end).unwrap_or(&[])
-    }
-
-    /// The reverse lists: for every `j` in `get(i)`, `i` is in `transpose.get(j)`.
-    pub(crate) fn transpose(&self, n: usize) -> Self {
-        let mut counts = vec![0u32; n + 1];
-        for &j in &self.items {
-            if let Some(c) = counts.get_mut(j as usize + 1) {
-                *c += 1;
-            }
-        }
-        for i in 1..counts.len() {
-            let prev = counts.get(i - 1).copied().unwrap_or(0);
-            if let Some(c) = counts.get_mut(i) {
-                *c += prev;
-            }
-        }
-        let mut fill = counts.clone();
-        let mut items = vec![0u32; self.items.len()];
-        for i in 0..self.len() {
-            for &j in self.get(i) {
-                if let Some(at) = fill.get_mut(j as usize) {
-                    if let Some(slot) = items.get_mut(*at as usize) {
-                        *slot = i as u32;
-                    }
-                    *at += 1;
-                }
-            }
-        }
-        Self {
-            offsets: counts,
-            items,
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        (self.offsets.capacity() + self.items.capacity()) * 4
-    }
-}
-
-/// Role lookup by `(scope, name)` without storing the names twice.
-#[derive(Clone)]
-pub(crate) struct RoleIndex {
-    table: HashTable<RoleId>,
-    state: ahash::RandomState,
-}
-
-impl RoleIndex {
-    pub(crate) fn build(names: &Names, scopes: &[u32]) -> Self {
-        let mut index = Self {
-            table: HashTable::with_capacity(scopes.len()),
-            state: ahash::RandomState::new(),
-        };
-        for id in (0..scopes.len()).filter_map(RoleId::from_index) {
-            index.insert(names, scopes, id);
-        }
-        index
-    }
-
-    /// Adds role `id`, already pushed to `names` and `scopes`.
-    pub(crate) fn insert(&mut self, names: &Names, scopes: &[u32], id: RoleId) {
-        let state = &self.state;
-        let hash = state.hash_one((
-            scopes.get(id.index()).copied().unwrap_or(ENV),
-            names.get(id.index()),
-        ));
-        self.table.insert_unique(hash, id, |id| {
-            state.hash_one((
-                scopes.get(id.index()).copied().unwrap_or(ENV),
-                names.get(id.index()),
-            ))
-        });
-    }
-
-    #[inline]
-    pub(crate) fn find(
-        &self,
-        names: &Names,
-        scopes: &[u32],
-        scope: u32,
-        name: &str,
-    ) -> Option<RoleId> {
-        let hash = self.state.hash_one((scope, name));
-        self.table
-            .find(hash, |id| {
-                scopes.get(id.index()) == Some(&scope) && names.get(id.index()) == name
-            })
-            .copied()
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<RoleId>() + 1)
-    }
-}
-
-/// One organization's defaults and group mapping.
-#[derive(Debug, Clone)]
-pub(crate) struct Org {
-    pub(crate) id: Box<str>,
-    /// Whether the organization defines roles of its own: when it does not,
-    /// a token's role names resolve among environment roles in one probe.
-    pub(crate) has_roles: bool,
-    pub(crate) default_member: Option<RoleId>,
-    /// Sorted by group.
-    pub(crate) groups: Vec<(Box<str>, Vec<RoleId>)>,
-}
-
 /// What a published snapshot is: a compiled policy, the memberships, and the
 /// revision they were published at. Publishing a membership change shares
 /// the compiled policy; the memberships map is persistent (structural
@@ -250,40 +55,6 @@ impl std::ops::Deref for Data {
     fn deref(&self) -> &Core {
         &self.core
     }
-}
-
-/// The compiled policy. Large parts sit behind their own `Arc` so that an
-/// incremental recompile copies only the parts a change touches.
-#[derive(Clone)]
-pub(crate) struct Core {
-    /// Unique per compiled policy (keys caches of derived data).
-    pub(crate) id: u64,
-    /// Shared by compiled policies whose permission ids agree.
-    pub(crate) lineage: u64,
-    /// Permission names by id; a deleted permission keeps its name here but
-    /// leaves `perm_index` for `retired`.
-    pub(crate) perms: Arc<Vec<Box<str>>>,
-    pub(crate) perm_index: Arc<AHashMap<Box<str>, PermissionId>>,
-    /// Deleted permissions, so that one declared again gets its id back.
-    pub(crate) retired: Arc<AHashMap<Box<str>, PermissionId>>,
-    /// Live permission ids sorted by name.
-    pub(crate) perm_sorted: Arc<Vec<PermissionId>>,
-    pub(crate) role_names: Arc<Names>,
-    pub(crate) role_scope: Arc<Vec<u32>>,
-    pub(crate) role_index: Arc<RoleIndex>,
-    /// Role -> the roles it extends (deduplicated, sorted by id).
-    pub(crate) bases: Arc<Csr>,
-    /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
-    pub(crate) grants: Arc<Csr>,
-    pub(crate) wildcards: Arc<Vec<Box<str>>>,
-    pub(crate) rows: Arc<BitMatrix>,
-    /// Role -> the longest chain from it, counted in roles.
-    pub(crate) depth: Arc<Vec<u32>>,
-    pub(crate) max_depth: u32,
-    pub(crate) orgs: Arc<Vec<Org>>,
-    pub(crate) org_index: Arc<AHashMap<Box<str>, u32>>,
-    pub(crate) default_creator: Option<RoleId>,
-    pub(crate) default_member: Option<RoleId>,
 }
 
 /// A name could not be resolved against a snapshot.
@@ -408,31 +179,6 @@ impl fmt::Display for Warning {
     }
 }
 
-impl Core {
-    /// The role `name` in exactly this scope (no fallback to the environment).
-    pub(crate) fn find_role(&self, scope: u32, name: &str) -> Option<RoleId> {
-        self.role_index
-            .find(&self.role_names, &self.role_scope, scope, name)
-    }
-
-    /// The role `name` as seen from `scope`: its own roles, then the environment's.
-    pub(crate) fn resolve_role(&self, scope: u32, name: &str) -> Option<RoleId> {
-        let own = if scope == ENV {
-            None
-        } else {
-            self.find_role(scope, name)
-        };
-        own.or_else(|| self.find_role(ENV, name))
-    }
-
-    /// The scope number of an organization, `ENV` when it is not listed.
-    pub(crate) fn scope_number(&self, organization: Option<&str>) -> u32 {
-        organization
-            .and_then(|o| self.org_index.get(o).copied())
-            .unwrap_or(ENV)
-    }
-}
-
 impl Snapshot {
     pub(crate) fn from_core(core: Core) -> Self {
         Self(Arc::new(Data {
@@ -464,93 +210,60 @@ impl Snapshot {
     /// Number of roles, environment and organization roles together.
     #[must_use]
     pub fn roles_len(&self) -> usize {
-        self.0.role_scope.len()
+        self.0.roles_len()
     }
 
     /// Number of declared permissions.
     #[must_use]
     pub fn permissions_len(&self) -> usize {
-        self.0.perm_index.len()
+        self.0.perms().len()
     }
 
     /// Number of organizations.
     #[must_use]
     pub fn organizations_len(&self) -> usize {
-        self.0.orgs.len()
+        self.0.orgs().len()
     }
 
     /// The longest inheritance chain, counted in roles (0 with no roles).
     #[must_use]
     pub fn max_depth(&self) -> usize {
-        self.0.max_depth as usize
+        self.0.max_depth() as usize
     }
 
     /// Bytes taken by the per-role permission bitsets alone.
     #[must_use]
     pub fn bitset_bytes(&self) -> usize {
-        self.0.rows.heap_bytes()
+        self.0.bitset_bytes()
     }
 
     /// Bytes of heap the snapshot holds (bitsets, names, indexes), approximately.
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
-        let d = &self.0;
-        let perm_names: usize = d.perms.iter().map(|p| p.len()).sum();
-        let org_bytes: usize = d
-            .orgs
-            .iter()
-            .map(|o| {
-                std::mem::size_of::<Org>()
-                    + o.id.len()
-                    + o.groups
-                        .iter()
-                        .map(|(g, r)| g.len() + r.capacity() * 4 + 40)
-                        .sum::<usize>()
-            })
-            .sum();
-        std::mem::size_of::<Data>()
-            + std::mem::size_of::<Core>()
-            + d.depth.capacity() * 4
-            + d.retired.capacity() * 21
-            + d.perms.capacity() * 16
-            + perm_names * 2
-            + d.perm_index.capacity() * 21
-            + d.perm_sorted.capacity() * 4
-            + d.role_names.heap_bytes()
-            + d.role_scope.capacity() * 4
-            + d.role_index.heap_bytes()
-            + d.bases.heap_bytes()
-            + d.grants.heap_bytes()
-            + d.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
-            + d.rows.heap_bytes()
-            + org_bytes
-            + d.org_index.capacity() * 21
+        std::mem::size_of::<Data>() + self.0.memory_bytes()
     }
 
     /// Declared permission names, in name order.
     pub fn permissions(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0
-            .perm_sorted
-            .iter()
-            .map(|id| perm_name(&self.0.perms, *id))
+        let perms = self.0.perms();
+        perms.sorted().iter().map(|id| perms.name(*id))
     }
 
     /// The id of a declared permission.
     #[must_use]
     pub fn permission_id(&self, name: &str) -> Option<PermissionId> {
-        self.0.perm_index.get(name).copied()
+        self.0.perms().id(name)
     }
 
     /// The name of a permission id (`None` for a deleted or foreign id).
     #[must_use]
     pub fn permission_name(&self, id: PermissionId) -> Option<&str> {
-        let name = self.0.perms.get(id.index())?;
-        (self.0.perm_index.get(name) == Some(&id)).then_some(&**name)
+        self.0.perms().live_name(id)
     }
 
     /// Organization ids, in the order of the policy.
     pub fn organizations(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.orgs.iter().map(|o| &*o.id)
+        self.0.orgs().iter().map(|o| &*o.id)
     }
 
     /// Resolves a role name the way a token's role is resolved: among the
@@ -569,15 +282,14 @@ impl Snapshot {
     #[inline]
     pub(crate) fn scope_of(&self, organization: Option<&str>) -> u32 {
         organization
-            .and_then(|o| self.0.org_index.get(o).copied())
-            .filter(|&ix| self.0.orgs.get(ix as usize).is_some_and(|o| o.has_roles))
+            .and_then(|o| self.0.org_number(o))
+            .filter(|&ix| self.0.orgs().get(ix as usize).is_some_and(|o| o.has_roles))
             .unwrap_or(ENV)
     }
 
     #[inline]
     pub(crate) fn role_in(&self, scope: u32, name: &str) -> Option<RoleId> {
-        let d = &self.0;
-        let find = |s| d.role_index.find(&d.role_names, &d.role_scope, s, name);
+        let find = |s| self.0.find_role(s, name);
         if scope == ENV {
             find(ENV)
         } else {
@@ -593,31 +305,30 @@ impl Snapshot {
     /// A role's name (empty for an id from another snapshot that is out of range).
     #[must_use]
     pub fn role_name(&self, role: RoleId) -> &str {
-        self.0.role_names.get(role.index())
+        self.0.role_name(role.index())
     }
 
     /// The organization a role belongs to, `None` for an environment role.
     #[must_use]
     pub fn role_organization(&self, role: RoleId) -> Option<&str> {
-        let scope = *self.0.role_scope.get(role.index())?;
-        self.0.orgs.get(scope as usize).map(|o| &*o.id)
+        let scope = self.0.role_scope(role.index())?;
+        self.0.orgs().get(scope as usize).map(|o| &*o.id)
     }
 
     /// The roles a role extends directly, in id order.
     pub fn role_bases(&self, role: RoleId) -> impl Iterator<Item = RoleId> + '_ {
         self.0
-            .bases
-            .get(role.index())
+            .bases(role.index())
             .iter()
             .filter_map(|&b| RoleId::from_index(b as usize))
     }
 
     pub(crate) fn row(&self, role: RoleId) -> &[u64] {
-        self.0.rows.row(role.index())
+        self.0.row(role.index())
     }
 
     pub(crate) fn width(&self) -> usize {
-        self.0.rows.width()
+        self.0.width()
     }
 
     /// Whether `role` has `permission`, directly or by inheritance.
@@ -665,10 +376,9 @@ impl Snapshot {
         role: &str,
     ) -> Result<Vec<EffectivePermission>, LookupError> {
         let scope = match organization {
-            Some(org) => *self
+            Some(org) => self
                 .0
-                .org_index
-                .get(org)
+                .org_number(org)
                 .ok_or_else(|| LookupError::UnknownOrganization { id: org.to_owned() })?,
             None => ENV,
         };
@@ -697,7 +407,7 @@ impl Snapshot {
         let mut seen = vec![false; n];
         let mut order: Vec<usize> = Vec::new();
         let mut frontier: Vec<usize> = starts.iter().map(|r| r.index()).collect();
-        frontier.sort_unstable_by(|a, b| d.role_names.get(*a).cmp(d.role_names.get(*b)));
+        frontier.sort_unstable_by(|a, b| d.role_name(*a).cmp(d.role_name(*b)));
         frontier.dedup();
         for &s in &frontier {
             if let Some(flag) = seen.get_mut(s) {
@@ -708,8 +418,8 @@ impl Snapshot {
         order.extend(frontier);
         while let Some(&v) = order.get(head) {
             head += 1;
-            let mut next: Vec<usize> = d.bases.get(v).iter().map(|&b| b as usize).collect();
-            next.sort_unstable_by(|a, b| d.role_names.get(*a).cmp(d.role_names.get(*b)));
+            let mut next: Vec<usize> = d.bases(v).iter().map(|&b| b as usize).collect();
+            next.sort_unstable_by(|a, b| d.role_name(*a).cmp(d.role_name(*b)));
             for w in next {
                 if let Some(flag) = seen.get_mut(w) {
                     if !*flag {
@@ -728,36 +438,27 @@ impl Snapshot {
     pub(crate) fn grant_paths(&self, starts: &[RoleId]) -> Vec<EffectivePermission> {
         let d = &self.0;
         let (order, parent) = self.ancestors_bfs(starts);
-        let mut assigned = vec![false; d.perms.len()];
+        let mut assigned = vec![false; d.perms().slots()];
         let mut out = Vec::new();
         for &v in &order {
             // Exact grants first, then wildcards from the longest prefix: the
             // most specific grant is named, whatever the order the policy
             // declares grants and roles in (wildcard indexes follow it).
-            let mut grants = d.grants.get(v).to_vec();
+            let mut grants = d.grants(v).to_vec();
             grants.sort_by_key(|&g| {
-                let wildcard = (g & WILDCARD != 0).then(|| {
-                    d.wildcards
-                        .get((g & !WILDCARD) as usize)
-                        .map_or(0, |p| p.len())
-                });
-                (wildcard.map(std::cmp::Reverse), g)
+                let wildcard = match d.grant(g) {
+                    Some(Grant::Prefix(p)) => Some(std::cmp::Reverse(p.len())),
+                    _ => None,
+                };
+                (wildcard, g)
             });
             for &g in &grants {
-                let (ids, text): (Vec<PermissionId>, String) = if g & WILDCARD == 0 {
-                    let id = PermissionId::from_index(g as usize);
-                    (
-                        id.into_iter().collect(),
-                        id.map(|i| perm_name(&d.perms, i).to_owned())
-                            .unwrap_or_default(),
-                    )
-                } else {
-                    let prefix = d.wildcards.get((g & !WILDCARD) as usize);
-                    let prefix = prefix.map_or("", |p| &**p);
-                    (
-                        matching(&d.perms, &d.perm_sorted, prefix).collect(),
-                        format!("{prefix}*"),
-                    )
+                let (ids, text): (Vec<PermissionId>, String) = match d.grant(g) {
+                    Some(Grant::Exact(id)) => (vec![id], d.perms().name(id).to_owned()),
+                    Some(Grant::Prefix(prefix)) => {
+                        (d.perms().matching(prefix).collect(), format!("{prefix}*"))
+                    }
+                    None => continue,
                 };
                 for id in ids {
                     let Some(flag) = assigned.get_mut(id.index()) else {
@@ -768,7 +469,7 @@ impl Snapshot {
                     }
                     *flag = true;
                     out.push(EffectivePermission {
-                        name: perm_name(&d.perms, id).to_owned(),
+                        name: d.perms().name(id).to_owned(),
                         path: self.path_to(&parent, v),
                         grant: text.clone(),
                     });
@@ -780,13 +481,13 @@ impl Snapshot {
 
     /// The role names from a start of [`ancestors_bfs`](Self::ancestors_bfs) to `v`.
     pub(crate) fn path_to(&self, parent: &[u32], mut v: usize) -> Vec<String> {
-        let mut path = vec![self.0.role_names.get(v).to_owned()];
+        let mut path = vec![self.0.role_name(v).to_owned()];
         while let Some(&p) = parent.get(v) {
             if p == u32::MAX {
                 break;
             }
             v = p as usize;
-            path.push(self.0.role_names.get(v).to_owned());
+            path.push(self.0.role_name(v).to_owned());
         }
         path.reverse();
         path
@@ -795,7 +496,7 @@ impl Snapshot {
     /// The environment's default creator role.
     #[must_use]
     pub fn default_creator_role(&self) -> Option<RoleId> {
-        self.0.default_creator
+        self.0.default_creator()
     }
 
     /// The default member role in `organization`: its override, else the
@@ -803,10 +504,10 @@ impl Snapshot {
     #[must_use]
     pub fn default_member_role(&self, organization: Option<&str>) -> Option<RoleId> {
         organization
-            .and_then(|o| self.0.org_index.get(o))
-            .and_then(|&ix| self.0.orgs.get(ix as usize))
+            .and_then(|o| self.0.org_number(o))
+            .and_then(|ix| self.0.orgs().get(ix as usize))
             .and_then(|o| o.default_member)
-            .or(self.0.default_member)
+            .or(self.0.default_member())
     }
 
     /// The roles a directory user gets in `organization` from their groups
@@ -828,9 +529,8 @@ impl Snapshot {
     {
         let org = self
             .0
-            .org_index
-            .get(organization)
-            .and_then(|&ix| self.0.orgs.get(ix as usize))
+            .org_number(organization)
+            .and_then(|ix| self.0.orgs().get(ix as usize))
             .ok_or_else(|| LookupError::UnknownOrganization {
                 id: organization.to_owned(),
             })?;
@@ -844,7 +544,7 @@ impl Snapshot {
             }
         }
         if roles.is_empty() {
-            roles.extend(org.default_member.or(self.0.default_member));
+            roles.extend(org.default_member.or(self.0.default_member()));
         }
         roles.sort_unstable();
         roles.dedup();
@@ -861,10 +561,10 @@ impl Snapshot {
         for r in self.roles() {
             bits::or_into(&mut granted, self.row(r));
         }
-        for id in d.perm_sorted.iter() {
+        for id in d.perms().sorted() {
             if !bits::test(&granted, id.index()) {
                 out.push(Warning::UngrantedPermission {
-                    name: perm_name(&d.perms, *id).to_owned(),
+                    name: d.perms().name(*id).to_owned(),
                 });
             }
         }
@@ -877,9 +577,9 @@ impl Snapshot {
         for r in self.roles() {
             self.role_bases(r).for_each(&mut mark);
         }
-        d.default_creator.into_iter().for_each(&mut mark);
-        d.default_member.into_iter().for_each(&mut mark);
-        for org in d.orgs.iter() {
+        d.default_creator().into_iter().for_each(&mut mark);
+        d.default_member().into_iter().for_each(&mut mark);
+        for org in d.orgs() {
             org.default_member.into_iter().for_each(&mut mark);
             for (_, roles) in &org.groups {
                 roles.iter().copied().for_each(&mut mark);
@@ -892,13 +592,11 @@ impl Snapshot {
         });
         for r in roles {
             let organization = self.role_organization(r).map(str::to_owned);
-            for &g in d.grants.get(r.index()) {
-                if g & WILDCARD == 0 {
+            for &g in d.grants(r.index()) {
+                let Some(Grant::Prefix(prefix)) = d.grant(g) else {
                     continue;
-                }
-                let prefix = d.wildcards.get((g & !WILDCARD) as usize);
-                let prefix = prefix.map_or("", |p| &**p);
-                if matching(&d.perms, &d.perm_sorted, prefix).next().is_none() {
+                };
+                if d.perms().matching(prefix).next().is_none() {
                     out.push(Warning::WildcardMatchesNothing {
                         role: self.role_name(r).to_owned(),
                         organization: organization.clone(),

@@ -1,0 +1,981 @@
+//! The compiled policy, and the one place that writes it.
+//!
+//! # Invariant
+//!
+//! A [`Core`] holds, for every role, its direct grants and its bases, and one
+//! bitset row that is their transitive closure: the direct grants (wildcards
+//! expanded over the live permissions) OR-ed with the rows of every role it
+//! extends, directly or not. The bases graph is acyclic, the reverse edges
+//! (`dependents`) are its exact transpose, `depth` is the longest chain from
+//! each role, and a retired permission's column is clear in every row.
+//!
+//! Every field is private: nothing outside this module writes a row, an
+//! edge, a permission slot or a role name. The full compile hands its
+//! validated parts to [`Core::build`]; the incremental patch changes a copy
+//! through a [`Draft`]. Both order the roles to compute with the one
+//! [`topological_order`] and compute them with the one [`Core::flatten`], so
+//! a patch equals a full compile by construction, and differs only in which
+//! roles it recomputes (the changed ones and everything inheriting from
+//! them).
+//!
+//! Rows are read only through [`Core::row`]: storing each distinct row once
+//! (a role → row indirection) is a change inside this module.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ahash::AHashMap;
+use hashbrown::HashTable;
+
+use crate::bits::{self, BitMatrix};
+use crate::ids::{PermissionId, RoleId};
+
+/// The scope number of environment roles.
+pub(crate) const ENV: u32 = u32::MAX;
+/// Marks a direct grant entry as a wildcard index rather than a permission id
+/// (permission ids stay below it: [`PermissionId::LIMIT`]).
+pub(crate) const WILDCARD: u32 = 1 << 31;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique number for a new compiled policy or lineage.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What one direct grant entry means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant<'a> {
+    /// One permission.
+    Exact(PermissionId),
+    /// Every live permission whose name starts with the prefix.
+    Prefix(&'a str),
+}
+
+/// `len + add` as a `u32` offset, `None` when it does not fit.
+fn end_offset(len: usize, add: usize) -> Option<u32> {
+    u32::try_from(len.checked_add(add)?).ok()
+}
+
+/// Names packed end to end in one string.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            text: String::with_capacity(n.saturating_mul(12)),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends `name`; `None` (and nothing appended) when the packed text
+    /// would outgrow its `u32` offsets.
+    #[must_use]
+    pub(crate) fn push(&mut self, name: &str) -> Option<()> {
+        let end = end_offset(self.text.len(), name.len())?;
+        self.text.push_str(name);
+        self.ends.push(end);
+        Some(())
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        } as usize;
+        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
+}
+
+/// Compressed sparse rows: a list of `u32` per item.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Csr {
+    offsets: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Csr {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            items: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a list; `None` (and nothing appended) when the items would
+    /// outgrow their `u32` offsets.
+    #[must_use]
+    pub(crate) fn push(&mut self, list: &[u32]) -> Option<()> {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let end = end_offset(self.items.len(), list.len())?;
+        self.items.extend_from_slice(list);
+        self.offsets.push(end);
+        Some(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub(crate) fn items_len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &[u32] {
+        let start = self.offsets.get(i).copied().unwrap_or(0) as usize;
+        let end = self.offsets.get(i + 1).copied().unwrap_or(0) as usize;
+        self.items.get(start..end).unwrap_or(&[])
+    }
+
+    /// `n` lists: this one's, with `replaced` (sorted by item, unique)
+    /// substituted, and empty lists for items past the end.
+    fn rebuilt(&self, n: usize, replaced: &[(usize, Vec<u32>)]) -> Option<Self> {
+        let mut out = Self::with_capacity(n);
+        let mut next = replaced.iter().peekable();
+        for i in 0..n {
+            match next.peek() {
+                Some((at, list)) if *at == i => {
+                    out.push(list)?;
+                    next.next();
+                }
+                _ => out.push(self.get(i))?,
+            }
+        }
+        Some(out)
+    }
+
+    /// The reverse lists: for every `j` in `get(i)`, `i` is in `transpose.get(j)`.
+    fn transpose(&self, n: usize) -> Self {
+        let mut counts = vec![0u32; n + 1];
+        for &j in &self.items {
+            if let Some(c) = counts.get_mut(j as usize + 1) {
+                *c += 1;
+            }
+        }
+        for i in 1..counts.len() {
+            let prev = counts.get(i - 1).copied().unwrap_or(0);
+            if let Some(c) = counts.get_mut(i) {
+                *c += prev;
+            }
+        }
+        let mut fill = counts.clone();
+        let mut items = vec![0u32; self.items.len()];
+        for i in 0..self.len() {
+            for &j in self.get(i) {
+                if let Some(at) = fill.get_mut(j as usize) {
+                    if let Some(slot) = items.get_mut(*at as usize) {
+                        *slot = i as u32;
+                    }
+                    *at += 1;
+                }
+            }
+        }
+        Self {
+            offsets: counts,
+            items,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.offsets.capacity() + self.items.capacity()) * 4
+    }
+}
+
+/// Role lookup by `(scope, name)` without storing the names twice.
+#[derive(Clone)]
+struct RoleIndex {
+    table: HashTable<RoleId>,
+    state: ahash::RandomState,
+}
+
+impl RoleIndex {
+    fn build(names: &Names, scopes: &[u32]) -> Self {
+        let mut index = Self {
+            table: HashTable::with_capacity(scopes.len()),
+            state: ahash::RandomState::new(),
+        };
+        for id in (0..scopes.len()).filter_map(RoleId::from_index) {
+            index.insert(names, scopes, id);
+        }
+        index
+    }
+
+    /// Adds role `id`, already pushed to `names` and `scopes`.
+    fn insert(&mut self, names: &Names, scopes: &[u32], id: RoleId) {
+        let state = &self.state;
+        let key = |id: &RoleId| {
+            state.hash_one((
+                scopes.get(id.index()).copied().unwrap_or(ENV),
+                names.get(id.index()),
+            ))
+        };
+        self.table.insert_unique(key(&id), id, key);
+    }
+
+    #[inline]
+    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<RoleId> {
+        let hash = self.state.hash_one((scope, name));
+        self.table
+            .find(hash, |id| {
+                scopes.get(id.index()) == Some(&scope) && names.get(id.index()) == name
+            })
+            .copied()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<RoleId>() + 1)
+    }
+}
+
+/// One organization's defaults and group mapping.
+#[derive(Debug, Clone)]
+pub(crate) struct Org {
+    pub(crate) id: Box<str>,
+    /// Whether the organization defines roles of its own: when it does not,
+    /// a token's role names resolve among environment roles in one probe.
+    pub(crate) has_roles: bool,
+    pub(crate) default_member: Option<RoleId>,
+    /// Sorted by group.
+    pub(crate) groups: Vec<(Box<str>, Vec<RoleId>)>,
+}
+
+/// The permission table of a lineage: ids are never reused for another name.
+#[derive(Clone, Default)]
+pub(crate) struct Permissions {
+    /// Names by id; a retired id keeps its name here.
+    names: Arc<Vec<Box<str>>>,
+    /// The live (declared) permissions.
+    index: Arc<AHashMap<Box<str>, PermissionId>>,
+    /// Retired permissions, so that one declared again gets its id back.
+    retired: Arc<AHashMap<Box<str>, PermissionId>>,
+    /// Live ids sorted by name.
+    sorted: Arc<Vec<PermissionId>>,
+}
+
+impl Permissions {
+    /// The table a compile in the lineage of `previous` starts from: every
+    /// name `previous` knew, retired until declared again (so it gets its id
+    /// back); empty for a new lineage.
+    pub(crate) fn continuing(previous: Option<&Core>) -> Self {
+        let Some(p) = previous.map(|c| &c.perms) else {
+            return Self::default();
+        };
+        let mut retired = (*p.retired).clone();
+        retired.extend(p.index.iter().map(|(name, id)| (name.clone(), *id)));
+        Self {
+            names: Arc::clone(&p.names),
+            index: Arc::default(),
+            retired: Arc::new(retired),
+            sorted: Arc::default(),
+        }
+    }
+
+    /// The id of a live permission.
+    #[inline]
+    pub(crate) fn id(&self, name: &str) -> Option<PermissionId> {
+        self.index.get(name).copied()
+    }
+
+    /// The name an id was given (retired ones included; empty for a foreign id).
+    pub(crate) fn name(&self, id: PermissionId) -> &str {
+        self.names.get(id.index()).map_or("", |s| s)
+    }
+
+    /// The name of a live permission id.
+    pub(crate) fn live_name(&self, id: PermissionId) -> Option<&str> {
+        let name = self.names.get(id.index())?;
+        (self.index.get(name) == Some(&id)).then_some(&**name)
+    }
+
+    /// Live permissions.
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Ids ever given in the lineage (the width of a row, in bits).
+    pub(crate) fn slots(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Live ids in name order.
+    pub(crate) fn sorted(&self) -> &[PermissionId] {
+        &self.sorted
+    }
+
+    /// The live permissions whose names start with `prefix`, in name order.
+    pub(crate) fn matching<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = PermissionId> + 'a {
+        let start = self.sorted.partition_point(|id| self.name(*id) < prefix);
+        self.sorted
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .copied()
+            .take_while(move |id| self.name(*id).starts_with(prefix))
+    }
+
+    /// Declares `name`, not live yet: its retired id back, else the next id.
+    /// `None` when ids run out. Leaves the name order to the caller.
+    pub(crate) fn declare(&mut self, name: &str) -> Option<PermissionId> {
+        let id = match self.retired.get(name) {
+            Some(&id) => {
+                Arc::make_mut(&mut self.retired).remove(name);
+                id
+            }
+            None => {
+                let id = PermissionId::from_index(self.names.len())?;
+                Arc::make_mut(&mut self.names).push(name.into());
+                id
+            }
+        };
+        Arc::make_mut(&mut self.index).insert(name.into(), id);
+        Some(id)
+    }
+
+    /// Sorts every live id by name (after a full compile's declarations).
+    pub(crate) fn sort(&mut self) {
+        let mut sorted: Vec<PermissionId> = self.index.values().copied().collect();
+        sorted.sort_unstable_by(|a, b| self.name(*a).cmp(self.name(*b)));
+        self.sorted = Arc::new(sorted);
+    }
+
+    fn insert_sorted(&mut self, id: PermissionId) {
+        let name = self.name(id);
+        let at = self.sorted.partition_point(|p| self.name(*p) < name);
+        Arc::make_mut(&mut self.sorted).insert(at, id);
+    }
+
+    fn retire(&mut self, name: &str) -> Option<PermissionId> {
+        let id = Arc::make_mut(&mut self.index).remove(name)?;
+        Arc::make_mut(&mut self.retired).insert(name.into(), id);
+        Arc::make_mut(&mut self.sorted).retain(|p| *p != id);
+        Some(id)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let text: usize = self.names.iter().map(|p| p.len()).sum();
+        self.names.capacity() * 16
+            + text * 2
+            + self.index.capacity() * 21
+            + self.retired.capacity() * 21
+            + self.sorted.capacity() * 4
+    }
+}
+
+/// The validated, resolved parts a full compile hands to [`Core::build`].
+pub(crate) struct Parts {
+    /// The lineage to join (a fresh one for an unrelated compile).
+    pub(crate) lineage: u64,
+    pub(crate) perms: Permissions,
+    pub(crate) role_names: Names,
+    pub(crate) role_scope: Vec<u32>,
+    /// Role -> the roles it extends (deduplicated, sorted by id).
+    pub(crate) bases: Csr,
+    /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
+    pub(crate) grants: Csr,
+    pub(crate) wildcards: Vec<Box<str>>,
+    pub(crate) orgs: Vec<Org>,
+    pub(crate) org_index: AHashMap<Box<str>, u32>,
+    pub(crate) default_creator: Option<RoleId>,
+    pub(crate) default_member: Option<RoleId>,
+}
+
+/// Role name -> a bitset over role ids.
+type RoleSets = AHashMap<Box<str>, Arc<[u64]>>;
+
+/// At most this many role names keep their [`Core::roles_extending`] set.
+const EXTENDING_MEMO: usize = 1024;
+
+/// The compiled policy. Large parts sit behind their own `Arc` so that an
+/// incremental patch copies only the parts a change touches.
+///
+/// See the module documentation for the invariant.
+#[derive(Clone)]
+pub(crate) struct Core {
+    /// Unique per compiled policy (keys caches of derived data).
+    id: u64,
+    /// Shared by compiled policies whose permission ids agree.
+    lineage: u64,
+    perms: Permissions,
+    role_names: Arc<Names>,
+    role_scope: Arc<Vec<u32>>,
+    role_index: Arc<RoleIndex>,
+    /// Role -> the roles it extends (deduplicated, sorted by id).
+    bases: Arc<Csr>,
+    /// The transpose of `bases`: role -> the roles extending it directly.
+    dependents: Arc<Csr>,
+    /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
+    grants: Arc<Csr>,
+    wildcards: Arc<Vec<Box<str>>>,
+    rows: Arc<BitMatrix>,
+    /// Role -> the longest chain from it, counted in roles.
+    depth: Arc<Vec<u32>>,
+    max_depth: u32,
+    orgs: Arc<Vec<Org>>,
+    org_index: Arc<AHashMap<Box<str>, u32>>,
+    default_creator: Option<RoleId>,
+    default_member: Option<RoleId>,
+    /// [`roles_extending`](Self::roles_extending), per role name; never
+    /// shared with another compiled policy.
+    extending: Arc<Mutex<RoleSets>>,
+}
+
+impl Core {
+    /// Flattens validated parts. `None` when the bases have a cycle (the
+    /// compiler reports cycles before it gets here).
+    pub(crate) fn build(parts: Parts) -> Option<Self> {
+        let n = parts.role_scope.len();
+        let role_index = RoleIndex::build(&parts.role_names, &parts.role_scope);
+        let dependents = parts.bases.transpose(n);
+        let width = bits::words_for(parts.perms.slots());
+        let mut core = Self {
+            id: next_id(),
+            lineage: parts.lineage,
+            perms: parts.perms,
+            role_names: Arc::new(parts.role_names),
+            role_scope: Arc::new(parts.role_scope),
+            role_index: Arc::new(role_index),
+            bases: Arc::new(parts.bases),
+            dependents: Arc::new(dependents),
+            grants: Arc::new(parts.grants),
+            wildcards: Arc::new(parts.wildcards),
+            rows: Arc::new(BitMatrix::new(n, width)),
+            depth: Arc::new(vec![0; n]),
+            max_depth: 0,
+            orgs: Arc::new(parts.orgs),
+            org_index: Arc::new(parts.org_index),
+            default_creator: parts.default_creator,
+            default_member: parts.default_member,
+            extending: Arc::default(),
+        };
+        let order = topological_order(&core.bases, &core.dependents, None)?;
+        core.flatten(&order);
+        Some(core)
+    }
+
+    /// Recomputes the rows and depths of `order`, which lists roles bases
+    /// first and includes every role inheriting from any role in it.
+    ///
+    /// INVARIANT: a role's row is computed after the rows of its bases, from
+    /// its own grants and those rows only, so every role of `order` ends
+    /// closed if the roles outside it were.
+    fn flatten(&mut self, order: &[usize]) {
+        let rows = Arc::make_mut(&mut self.rows);
+        let depth = Arc::make_mut(&mut self.depth);
+        let mut changed = false;
+        for &r in order {
+            let row = rows.row_mut(r);
+            row.fill(0);
+            for &g in self.grants.get(r) {
+                match decode(&self.wildcards, g) {
+                    Some(Grant::Exact(id)) => bits::set(row, id.index()),
+                    Some(Grant::Prefix(prefix)) => {
+                        for id in self.perms.matching(prefix) {
+                            bits::set(row, id.index());
+                        }
+                    }
+                    None => {}
+                }
+            }
+            let mut d = 0;
+            for &b in self.bases.get(r) {
+                rows.or_row(r, b as usize);
+                d = d.max(depth.get(b as usize).copied().unwrap_or(0));
+            }
+            if let Some(slot) = depth.get_mut(r) {
+                changed |= *slot != d + 1;
+                *slot = d + 1;
+            }
+        }
+        if changed {
+            self.max_depth = depth.iter().copied().max().unwrap_or(0);
+        }
+    }
+
+    /// A copy to patch; see [`Draft`].
+    pub(crate) fn draft(&self) -> Draft {
+        let mut core = self.clone();
+        core.extending = Arc::default();
+        Draft {
+            core,
+            dirty: Vec::new(),
+            new_bases: Vec::new(),
+            new_grants: Vec::new(),
+        }
+    }
+
+    /// Unique per compiled policy.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Shared by the compiled policies whose permission ids agree.
+    #[inline]
+    pub(crate) fn lineage(&self) -> u64 {
+        self.lineage
+    }
+
+    /// The permission table.
+    #[inline]
+    pub(crate) fn perms(&self) -> &Permissions {
+        &self.perms
+    }
+
+    /// Number of roles.
+    #[inline]
+    pub(crate) fn roles_len(&self) -> usize {
+        self.role_scope.len()
+    }
+
+    /// A role's name (empty for an out-of-range index).
+    #[inline]
+    pub(crate) fn role_name(&self, role: usize) -> &str {
+        self.role_names.get(role)
+    }
+
+    /// A role's scope: an organization number, or [`ENV`].
+    #[inline]
+    pub(crate) fn role_scope(&self, role: usize) -> Option<u32> {
+        self.role_scope.get(role).copied()
+    }
+
+    /// The roles a role extends directly, sorted by id.
+    #[inline]
+    pub(crate) fn bases(&self, role: usize) -> &[u32] {
+        self.bases.get(role)
+    }
+
+    /// The roles extending a role directly, sorted by id.
+    #[inline]
+    pub(crate) fn dependents(&self, role: usize) -> &[u32] {
+        self.dependents.get(role)
+    }
+
+    /// A role's direct grant entries (see [`grant`](Self::grant)).
+    #[inline]
+    pub(crate) fn grants(&self, role: usize) -> &[u32] {
+        self.grants.get(role)
+    }
+
+    /// What a direct grant entry means.
+    #[inline]
+    pub(crate) fn grant(&self, entry: u32) -> Option<Grant<'_>> {
+        decode(&self.wildcards, entry)
+    }
+
+    /// A role's closed permission row (empty for an out-of-range index).
+    #[inline]
+    pub(crate) fn row(&self, role: usize) -> &[u64] {
+        self.rows.row(role)
+    }
+
+    /// Row width in words.
+    #[inline]
+    pub(crate) fn width(&self) -> usize {
+        self.rows.width()
+    }
+
+    /// The longest inheritance chain, counted in roles.
+    pub(crate) fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    /// Organizations, by number.
+    #[inline]
+    pub(crate) fn orgs(&self) -> &[Org] {
+        &self.orgs
+    }
+
+    /// The number of a listed organization.
+    #[inline]
+    pub(crate) fn org_number(&self, id: &str) -> Option<u32> {
+        self.org_index.get(id).copied()
+    }
+
+    /// The environment's default creator role.
+    pub(crate) fn default_creator(&self) -> Option<RoleId> {
+        self.default_creator
+    }
+
+    /// The environment's default member role.
+    pub(crate) fn default_member(&self) -> Option<RoleId> {
+        self.default_member
+    }
+
+    /// The role `name` in exactly this scope (no fallback to the environment).
+    #[inline]
+    pub(crate) fn find_role(&self, scope: u32, name: &str) -> Option<RoleId> {
+        self.role_index
+            .find(&self.role_names, &self.role_scope, scope, name)
+    }
+
+    /// The role `name` as seen from `scope`: its own roles, then the environment's.
+    #[inline]
+    pub(crate) fn resolve_role(&self, scope: u32, name: &str) -> Option<RoleId> {
+        let own = if scope == ENV {
+            None
+        } else {
+            self.find_role(scope, name)
+        };
+        own.or_else(|| self.find_role(ENV, name))
+    }
+
+    /// The scope number of an organization, `ENV` when it is not listed.
+    pub(crate) fn scope_number(&self, organization: Option<&str>) -> u32 {
+        organization.and_then(|o| self.org_number(o)).unwrap_or(ENV)
+    }
+
+    /// A bitset over role ids: the roles named `name` (any scope) and every
+    /// role that extends one of them, directly or not. Computed once per
+    /// compiled policy and name (for the first [`EXTENDING_MEMO`] names).
+    pub(crate) fn roles_extending(&self, name: &str) -> Arc<[u64]> {
+        let memo = |m: &Mutex<RoleSets>| {
+            m.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(name)
+                .cloned()
+        };
+        if let Some(set) = memo(&self.extending) {
+            return set;
+        }
+        let set: Arc<[u64]> = self.walk_extending(name).into();
+        let mut map = self
+            .extending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() < EXTENDING_MEMO {
+            map.insert(name.into(), Arc::clone(&set));
+        }
+        set
+    }
+
+    fn walk_extending(&self, name: &str) -> Vec<u64> {
+        let n = self.roles_len();
+        let mut members = vec![0u64; bits::words_for(n)];
+        let mut stack: Vec<usize> = (0..n).filter(|&r| self.role_name(r) == name).collect();
+        for &r in &stack {
+            bits::set(&mut members, r);
+        }
+        while let Some(r) = stack.pop() {
+            for &d in self.dependents(r) {
+                if !bits::test(&members, d as usize) {
+                    bits::set(&mut members, d as usize);
+                    stack.push(d as usize);
+                }
+            }
+        }
+        members
+    }
+
+    /// Bytes taken by the permission rows.
+    pub(crate) fn bitset_bytes(&self) -> usize {
+        self.rows.heap_bytes()
+    }
+
+    /// Bytes of heap held, approximately.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let org_bytes: usize = self
+            .orgs
+            .iter()
+            .map(|o| {
+                std::mem::size_of::<Org>()
+                    + o.id.len()
+                    + o.groups
+                        .iter()
+                        .map(|(g, r)| g.len() + r.capacity() * 4 + 40)
+                        .sum::<usize>()
+            })
+            .sum();
+        std::mem::size_of::<Self>()
+            + self.depth.capacity() * 4
+            + self.perms.heap_bytes()
+            + self.role_names.heap_bytes()
+            + self.role_scope.capacity() * 4
+            + self.role_index.heap_bytes()
+            + self.bases.heap_bytes()
+            + self.dependents.heap_bytes()
+            + self.grants.heap_bytes()
+            + self.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
+            + self.rows.heap_bytes()
+            + org_bytes
+            + self.org_index.capacity() * 21
+    }
+}
+
+fn decode(wildcards: &[Box<str>], entry: u32) -> Option<Grant<'_>> {
+    if entry & WILDCARD == 0 {
+        PermissionId::from_index(entry as usize).map(Grant::Exact)
+    } else {
+        wildcards
+            .get((entry & !WILDCARD) as usize)
+            .map(|p| Grant::Prefix(p))
+    }
+}
+
+/// A compiled policy being patched: the incremental recompiler's only way
+/// to change one. Changes are recorded; [`finish`](Self::finish) rebuilds
+/// the edges they touch and recomputes, with [`Core::flatten`], the rows of
+/// the changed roles and of every role inheriting from them.
+pub(crate) struct Draft {
+    core: Core,
+    /// Roles whose rows must be recomputed (with everything extending them).
+    dirty: Vec<usize>,
+    new_bases: Vec<(usize, Vec<u32>)>,
+    new_grants: Vec<(usize, Vec<u32>)>,
+}
+
+impl Draft {
+    /// The policy as patched so far, for lookups (roles added are
+    /// resolvable; rows and edges are the old ones until `finish`).
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Retires a live permission: its id is kept for the name, and its
+    /// column is cleared in every row. `None` when it is not live.
+    pub(crate) fn retire_permission(&mut self, name: &str) -> Option<()> {
+        let id = self.core.perms.retire(name)?;
+        // INVARIANT: the bit can only come from a grant of the permission,
+        // which the caller also removes, a wildcard, which no longer matches
+        // it, or a base's row, cleared here too: clearing it everywhere is
+        // what recomputing every row would give.
+        Arc::make_mut(&mut self.core.rows).clear_column(id.index());
+        Some(())
+    }
+
+    /// Declares a permission that is not live: its retired id back, else the
+    /// next one. Roles with a wildcard matching it are recomputed. `None`
+    /// when it is live already or ids run out.
+    pub(crate) fn declare_permission(&mut self, name: &str) -> Option<PermissionId> {
+        if self.core.perms.id(name).is_some() {
+            return None;
+        }
+        let id = self.core.perms.declare(name)?;
+        self.core.perms.insert_sorted(id);
+        for r in 0..self.core.grants.len() {
+            let hit = self.core.grants(r).iter().any(
+                |&g| matches!(self.core.grant(g), Some(Grant::Prefix(p)) if name.starts_with(p)),
+            );
+            if hit {
+                self.dirty.push(r);
+            }
+        }
+        Some(id)
+    }
+
+    /// Adds a role with no grants and no bases (set them with
+    /// [`set_bases`](Self::set_bases) and [`set_grants`](Self::set_grants)).
+    /// `None` when ids or the name table run out.
+    pub(crate) fn add_role(&mut self, scope: u32, name: &str) -> Option<RoleId> {
+        let core = &mut self.core;
+        let id = RoleId::from_index(core.role_scope.len())?;
+        Arc::make_mut(&mut core.role_names).push(name)?;
+        Arc::make_mut(&mut core.role_scope).push(scope);
+        let index = Arc::make_mut(&mut core.role_index);
+        index.insert(&core.role_names, &core.role_scope, id);
+        self.dirty.push(id.index());
+        Some(id)
+    }
+
+    /// The grant entry of wildcard `prefix*`, interned. `None` when wildcard
+    /// indexes run out.
+    pub(crate) fn wildcard(&mut self, prefix: &str) -> Option<u32> {
+        let ix = match self.core.wildcards.iter().position(|w| **w == *prefix) {
+            Some(ix) => ix,
+            None => {
+                Arc::make_mut(&mut self.core.wildcards).push(prefix.into());
+                self.core.wildcards.len() - 1
+            }
+        };
+        let ix = u32::try_from(ix).ok().filter(|&ix| ix & WILDCARD == 0)?;
+        Some(WILDCARD | ix)
+    }
+
+    /// Replaces a role's bases (role ids).
+    pub(crate) fn set_bases(&mut self, role: RoleId, mut bases: Vec<u32>) {
+        bases.sort_unstable();
+        bases.dedup();
+        self.new_bases.push((role.index(), bases));
+        self.dirty.push(role.index());
+    }
+
+    /// Replaces a role's direct grant entries (permission ids, or entries
+    /// from [`wildcard`](Self::wildcard)).
+    pub(crate) fn set_grants(&mut self, role: RoleId, mut grants: Vec<u32>) {
+        grants.sort_unstable();
+        grants.dedup();
+        self.new_grants.push((role.index(), grants));
+        self.dirty.push(role.index());
+    }
+
+    /// Replaces the defaults and the organizations' mappings.
+    pub(crate) fn set_scopes(
+        &mut self,
+        default_creator: Option<RoleId>,
+        default_member: Option<RoleId>,
+        orgs: Vec<Org>,
+    ) {
+        self.core.default_creator = default_creator;
+        self.core.default_member = default_member;
+        self.core.orgs = Arc::new(orgs);
+    }
+
+    /// The patched policy, its invariant restored. `None` when the new bases
+    /// make a cycle (the caller then lets the full compiler explain it).
+    pub(crate) fn finish(mut self) -> Option<Core> {
+        let core = &mut self.core;
+        let n = core.role_scope.len();
+        if !self.new_bases.is_empty() || core.bases.len() != n {
+            normalize(&mut self.new_bases);
+            core.bases = Arc::new(core.bases.rebuilt(n, &self.new_bases)?);
+            core.dependents = Arc::new(core.bases.transpose(n));
+        }
+        if !self.new_grants.is_empty() || core.grants.len() != n {
+            normalize(&mut self.new_grants);
+            core.grants = Arc::new(core.grants.rebuilt(n, &self.new_grants)?);
+        }
+        let width = bits::words_for(core.perms.slots());
+        if width != core.rows.width() || core.rows.rows() != n {
+            core.rows = Arc::new(core.rows.reshaped(n, width));
+        }
+        if core.depth.len() != n {
+            Arc::make_mut(&mut core.depth).resize(n, 0);
+        }
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        let order = topological_order(&core.bases, &core.dependents, Some(&self.dirty))?;
+        core.flatten(&order);
+        core.id = next_id();
+        Some(self.core)
+    }
+}
+
+/// Sorted by item; of two entries for one item, the last one set wins.
+fn normalize(lists: &mut Vec<(usize, Vec<u32>)>) {
+    lists.reverse();
+    lists.sort_by_key(|(at, _)| *at);
+    lists.dedup_by_key(|(at, _)| *at);
+}
+
+/// Kahn's algorithm over `role -> base` edges, bases first: for every role
+/// (`seeds` `None`), or for `seeds` and every role extending one of them.
+/// `None` when they cannot all be ordered, which means a cycle.
+fn topological_order(bases: &Csr, dependents: &Csr, seeds: Option<&[usize]>) -> Option<Vec<usize>> {
+    let n = bases.len();
+    let (nodes, member): (Vec<usize>, Option<Vec<bool>>) = match seeds {
+        None => ((0..n).collect(), None),
+        Some(seeds) => {
+            let mut member = vec![false; n];
+            let mut stack = seeds.to_vec();
+            let mut nodes = Vec::new();
+            while let Some(r) = stack.pop() {
+                match member.get_mut(r) {
+                    Some(m) if !*m => *m = true,
+                    _ => continue,
+                }
+                nodes.push(r);
+                stack.extend(dependents.get(r).iter().map(|&d| d as usize));
+            }
+            (nodes, Some(member))
+        }
+    };
+    let inside = |b: u32| {
+        member
+            .as_ref()
+            .is_none_or(|m| m.get(b as usize) == Some(&true))
+    };
+    let mut pending = vec![0u32; n];
+    for &r in &nodes {
+        if let Some(p) = pending.get_mut(r) {
+            *p = bases.get(r).iter().filter(|&&b| inside(b)).count() as u32;
+        }
+    }
+    let mut queue: VecDeque<usize> = nodes
+        .iter()
+        .copied()
+        .filter(|&r| pending.get(r) == Some(&0))
+        .collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(r) = queue.pop_front() {
+        order.push(r);
+        // The set is closed under `dependents`: every dependent is inside.
+        for &d in dependents.get(r) {
+            if let Some(p) = pending.get_mut(d as usize) {
+                *p -= 1;
+                if *p == 0 {
+                    queue.push_back(d as usize);
+                }
+            }
+        }
+    }
+    (order.len() == nodes.len()).then_some(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(lists: &[&[u32]]) -> Csr {
+        let mut c = Csr::with_capacity(lists.len());
+        for l in lists {
+            c.push(l).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn topological_order_puts_bases_first_and_finds_cycles() {
+        // diamond: 3 extends 1 and 2, which extend 0.
+        let bases = csr(&[&[], &[0], &[0], &[1, 2]]);
+        let deps = bases.transpose(4);
+        let order = topological_order(&bases, &deps, None).unwrap();
+        let at = |r| order.iter().position(|&x| x == r).unwrap();
+        assert!(at(0) < at(1) && at(1) < at(3) && at(2) < at(3));
+        let part = topological_order(&bases, &deps, Some(&[1])).unwrap();
+        assert_eq!(part, [1, 3]);
+        let cycle = csr(&[&[1], &[0], &[]]);
+        assert!(topological_order(&cycle, &cycle.transpose(3), None).is_none());
+    }
+
+    #[test]
+    fn lists_and_names_refuse_to_outgrow_their_offsets() {
+        let mut c = Csr::default();
+        assert!(c.push(&[1, 2]).is_some());
+        assert_eq!(c.get(0), [1, 2]);
+        let rebuilt = c.rebuilt(3, &[(2, vec![7])]).unwrap();
+        assert_eq!(
+            (rebuilt.get(0), rebuilt.get(1), rebuilt.get(2)),
+            (&[1, 2][..], &[][..], &[7][..])
+        );
+        let mut names = Names::default();
+        names.push("ab").unwrap();
+        names.push("").unwrap();
+        names.push("cde").unwrap();
+        assert_eq!(
+            (names.get(0), names.get(1), names.get(2), names.get(3)),
+            ("ab", "", "cde", "")
+        );
+        // An end past `u32::MAX` is refused, never saturated.
+        assert_eq!(end_offset(7, 3), Some(10));
+        assert_eq!(end_offset(u32::MAX as usize - 1, 1), Some(u32::MAX));
+        assert_eq!(end_offset(u32::MAX as usize, 1), None);
+        assert_eq!(end_offset(usize::MAX, 1), None);
+    }
+}
