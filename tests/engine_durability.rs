@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rolegraph::{
     AssignmentGuard, Change, ChangeError, ChangeMeta, Corruption, Engine, EngineOptions,
-    EntityClock, JournalError, OpenError, Policy, Recovery, Requirement, Role, Snapshot,
+    EntityClock, Existing, JournalError, OpenError, Policy, Recovery, Requirement, Role, Snapshot,
 };
 use tempfile::TempDir;
 
@@ -322,6 +322,62 @@ fn an_empty_directory_starts_from_the_initial_policy_which_must_be_valid() {
     assert_eq!(engine.policy(), Engine::new(&policy()).unwrap().policy());
     assert!(tmp.path().join("state").join(LOG).is_file());
     assert_eq!(checkpoint_revision(&tmp.path().join("state")), 0);
+}
+
+#[test]
+fn an_existing_directory_validates_initial_and_reconciles_on_request() {
+    let tmp = TempDir::new().unwrap();
+    let engine = Engine::open(tmp.path(), &policy()).unwrap();
+    engine
+        .apply(
+            set_member("org_1", "ada", &["admin", "viewer"]),
+            ChangeMeta::by("a"),
+        )
+        .unwrap();
+    engine
+        .apply(grant("member", "docs:write"), ChangeMeta::by("a"))
+        .unwrap();
+    drop(engine);
+
+    // An invalid initial policy is refused even though the journal wins.
+    let mut bad = policy();
+    bad.role("viewer").extends("owner");
+    let err = Engine::open(tmp.path(), &bad).unwrap_err();
+    assert!(matches!(err, OpenError::Invalid(_)), "{err}");
+
+    // The file in git changed: a role is gone, one is new, a grant moved.
+    let mut edited = policy();
+    edited.roles.retain(|r| r.name != "admin");
+    edited.role("owner").extends.retain(|b| b != "admin");
+    edited.role("owner").extends("editor").grant("docs:delete");
+    edited.permission("docs:share");
+    edited.role("sharer").extends("viewer").grant("docs:share");
+    // Default: the journal's policy, untouched.
+    let engine = Engine::open(tmp.path(), &edited).unwrap();
+    assert_eq!(engine.revision(), 2);
+    assert!(engine.snapshot().role(None, "admin").is_some());
+    drop(engine);
+
+    let reconcile = EngineOptions::default().with_on_existing(Existing::Reconcile);
+    let (engine, recovery) = Engine::recover(tmp.path(), &edited, reconcile).unwrap();
+    assert_eq!(recovery.reconciled, Some(3));
+    assert_eq!(recovery.revision, 3);
+    assert_eq!(engine.revision(), 3);
+    assert_eq!(engine.policy(), Engine::new(&edited).unwrap().policy());
+    // One audited batch; memberships are kept, minus the deleted role.
+    let batch = engine.entries_since(2);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].actor.as_deref(), Some("rolegraph-reconcile"));
+    assert_eq!(
+        engine.snapshot().membership("org_1", "ada").unwrap().roles,
+        ["viewer"]
+    );
+    assert_eq!(engine.user_role_history("org_1", "ada").len(), 2);
+    drop(engine);
+
+    // Nothing left to reconcile: nothing applied.
+    let (engine, recovery) = Engine::recover(tmp.path(), &edited, reconcile).unwrap();
+    assert_eq!((recovery.reconciled, engine.revision()), (None, 3));
 }
 
 #[test]
