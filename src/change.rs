@@ -1,6 +1,10 @@
 //! Changes to a live policy: what Scalekit's API and webhooks can do, and what
 //! an application's admin screen needs.
 
+mod reconcile;
+
+pub(crate) use reconcile::reconcile_changes;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -280,6 +284,10 @@ pub struct Outcome {
     pub roles_reparented: Vec<String>,
     /// Users whose roles a deletion changed (`organization/user`), sorted.
     pub users_affected: Vec<String>,
+    /// Why the engine's last checkpoint failed, while no later one has
+    /// succeeded: the change is durable in the journal, but recovery grows
+    /// until a checkpoint succeeds. See [`Stats`](crate::Stats).
+    pub checkpoint_error: Option<String>,
 }
 
 /// A change or batch was refused; nothing was applied and the previous

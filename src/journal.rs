@@ -166,6 +166,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The largest payload one record holds, in bytes (the length field is a
 /// `u32`).
@@ -290,7 +291,7 @@ pub struct Journal {
     poisoned: bool,
     /// Held for the journal's lifetime: one writer per directory. The
     /// operating system releases it when the process dies, however it dies.
-    _lock: File,
+    lock: Arc<File>,
     #[cfg(test)]
     fault: Option<Fault>,
 }
@@ -403,7 +404,7 @@ impl Journal {
             checkpoint: checkpoint.as_ref().map(|c| c.revision),
             options,
             poisoned: false,
-            _lock: lock,
+            lock: Arc::new(lock),
             #[cfg(test)]
             fault: None,
         };
@@ -494,16 +495,32 @@ impl Journal {
                 });
             }
         }
-        let bytes = encode_checkpoint(revision, self.len, state);
-        let tmp = self.dir.join(CHECKPOINT_TMP);
-        write_new_file(&tmp, &bytes, self.options)?;
-        let path = self.dir.join(CHECKPOINT_FILE);
-        fs::rename(&tmp, &path).map_err(|e| io_error(IoAction::Rename, &tmp, e))?;
+        self.ticket(revision)?.write(state)?;
         self.checkpoint = Some(revision);
-        if self.options.sync {
-            sync_dir(&self.dir)?;
-        }
         Ok(())
+    }
+
+    /// What it takes to write a checkpoint of the state at `revision` later,
+    /// without the journal: the log length now (so `revision` must be the
+    /// revision of the last record, or of the current checkpoint), the
+    /// directory, and a share of the directory lock, so that no other
+    /// journal opens the directory until the checkpoint is written.
+    ///
+    /// The caller orders tickets: writing an older ticket after a newer one
+    /// puts an older (still consistent) checkpoint back in place.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Poisoned`] after an earlier append failure.
+    pub fn ticket(&self, revision: u64) -> Result<CheckpointTicket, JournalError> {
+        self.check_usable()?;
+        Ok(CheckpointTicket {
+            dir: self.dir.clone(),
+            revision,
+            log_len: self.len,
+            options: self.options,
+            _lock: Arc::clone(&self.lock),
+        })
     }
 
     /// The highest revision the journal knows, from the last record or the
@@ -575,6 +592,48 @@ impl Journal {
             return Err(io::Error::other("injected sync failure"));
         }
         self.file.sync_data()
+    }
+}
+
+/// A checkpoint to be written outside the journal's owner: see
+/// [`Journal::ticket`]. `Send`, so the state can be encoded and written on
+/// another thread while appends go on.
+#[derive(Debug)]
+pub struct CheckpointTicket {
+    dir: PathBuf,
+    revision: u64,
+    log_len: u64,
+    options: JournalOptions,
+    _lock: Arc<File>,
+}
+
+impl CheckpointTicket {
+    /// The revision the checkpoint is of.
+    #[must_use]
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Replaces the checkpoint with `state`, atomically: written to
+    /// `checkpoint.tmp`, synced, renamed over `checkpoint`, the directory
+    /// synced. A crash at any point leaves either the old or the new
+    /// checkpoint. Only one ticket may be written at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] when a write, sync or rename fails. If only the
+    /// final directory sync fails, the new checkpoint is in place but may
+    /// not survive a power loss; the old one is then still valid.
+    pub fn write(self, state: &[u8]) -> Result<(), JournalError> {
+        let bytes = encode_checkpoint(self.revision, self.log_len, state);
+        let tmp = self.dir.join(CHECKPOINT_TMP);
+        write_new_file(&tmp, &bytes, self.options)?;
+        let path = self.dir.join(CHECKPOINT_FILE);
+        fs::rename(&tmp, &path).map_err(|e| io_error(IoAction::Rename, &tmp, e))?;
+        if self.options.sync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rolegraph::{
     AssignmentGuard, Change, ChangeError, ChangeMeta, Corruption, Engine, EngineOptions,
-    EntityClock, JournalError, OpenError, Policy, Requirement, Role, Snapshot,
+    EntityClock, Existing, JournalError, OpenError, Policy, Recovery, Requirement, Role, Snapshot,
 };
 use tempfile::TempDir;
 
@@ -145,6 +145,18 @@ fn record_spans(log: &[u8]) -> Vec<std::ops::Range<usize>> {
     }
     assert_eq!(at, log.len(), "the log ends on a record boundary");
     spans
+}
+
+/// Waits for the engine's background checkpoint, if one is in flight.
+fn settle(engine: &Engine) {
+    let start = std::time::Instant::now();
+    while engine.stats().checkpoint_in_progress {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "a checkpoint never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// The revision the checkpoint file holds (bytes 12..20 of its header).
@@ -313,6 +325,62 @@ fn an_empty_directory_starts_from_the_initial_policy_which_must_be_valid() {
 }
 
 #[test]
+fn an_existing_directory_validates_initial_and_reconciles_on_request() {
+    let tmp = TempDir::new().unwrap();
+    let engine = Engine::open(tmp.path(), &policy()).unwrap();
+    engine
+        .apply(
+            set_member("org_1", "ada", &["admin", "viewer"]),
+            ChangeMeta::by("a"),
+        )
+        .unwrap();
+    engine
+        .apply(grant("member", "docs:write"), ChangeMeta::by("a"))
+        .unwrap();
+    drop(engine);
+
+    // An invalid initial policy is refused even though the journal wins.
+    let mut bad = policy();
+    bad.role("viewer").extends("owner");
+    let err = Engine::open(tmp.path(), &bad).unwrap_err();
+    assert!(matches!(err, OpenError::Invalid(_)), "{err}");
+
+    // The file in git changed: a role is gone, one is new, a grant moved.
+    let mut edited = policy();
+    edited.roles.retain(|r| r.name != "admin");
+    edited.role("owner").extends.retain(|b| b != "admin");
+    edited.role("owner").extends("editor").grant("docs:delete");
+    edited.permission("docs:share");
+    edited.role("sharer").extends("viewer").grant("docs:share");
+    // Default: the journal's policy, untouched.
+    let engine = Engine::open(tmp.path(), &edited).unwrap();
+    assert_eq!(engine.revision(), 2);
+    assert!(engine.snapshot().role(None, "admin").is_some());
+    drop(engine);
+
+    let reconcile = EngineOptions::default().with_on_existing(Existing::Reconcile);
+    let (engine, recovery) = Engine::recover(tmp.path(), &edited, reconcile).unwrap();
+    assert_eq!(recovery.reconciled, Some(3));
+    assert_eq!(recovery.revision, 3);
+    assert_eq!(engine.revision(), 3);
+    assert_eq!(engine.policy(), Engine::new(&edited).unwrap().policy());
+    // One audited batch; memberships are kept, minus the deleted role.
+    let batch = engine.entries_since(2);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].actor.as_deref(), Some("rolegraph-reconcile"));
+    assert_eq!(
+        engine.snapshot().membership("org_1", "ada").unwrap().roles,
+        ["viewer"]
+    );
+    assert_eq!(engine.user_role_history("org_1", "ada").len(), 2);
+    drop(engine);
+
+    // Nothing left to reconcile: nothing applied.
+    let (engine, recovery) = Engine::recover(tmp.path(), &edited, reconcile).unwrap();
+    assert_eq!((recovery.reconciled, engine.revision()), (None, 3));
+}
+
+#[test]
 fn one_engine_per_directory_at_a_time() {
     let tmp = TempDir::new().unwrap();
     let engine = Engine::open(tmp.path(), &policy()).unwrap();
@@ -338,6 +406,7 @@ fn one_engine_per_directory_at_a_time() {
 fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
     let tmp = TempDir::new().unwrap();
     let engine = Engine::open_with(tmp.path(), &policy(), options(3)).unwrap();
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 0);
     // Revision 2 records a delivery: replaying it a second time on top of a
     // checkpoint that already has it would be refused as a duplicate, so a
@@ -359,10 +428,12 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
             ChangeMeta::by("webhook"),
         )
         .unwrap();
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 0);
     engine
         .apply(set_member("org_1", "u3", &["editor"]), ChangeMeta::by("a"))
         .unwrap();
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 3, "a checkpoint every 3");
     for k in 4..=8 {
         let mut batch = vec![set_member("org_1", &format!("u{k}"), &["viewer"])];
@@ -380,6 +451,7 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
         }
         engine.apply_batch(batch, ChangeMeta::by("a")).unwrap();
     }
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 6);
     let users = ["u2", "u3", "u4", "u5", "u6", "u7", "u8"];
     let before = answers(&engine, &users);
@@ -410,12 +482,14 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
             )
             .unwrap();
     }
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 11);
     // An explicit checkpoint, then a change after it.
     engine
         .apply(set_member("org_1", "u12", &["viewer"]), ChangeMeta::by("a"))
         .unwrap();
     engine.checkpoint().unwrap();
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 12);
     engine
         .apply(set_member("org_1", "u13", &["viewer"]), ChangeMeta::by("a"))
@@ -437,6 +511,7 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
             )
             .unwrap();
     }
+    settle(&engine);
     assert_eq!(checkpoint_revision(tmp.path()), 12);
 }
 
@@ -495,6 +570,144 @@ fn a_torn_tail_is_cut_and_the_engine_opens_with_the_earlier_records() {
     let engine = Engine::open(tmp.path(), &policy()).unwrap();
     assert_eq!(engine.revision(), 4);
     assert_eq!(fs::metadata(log_path(&tmp)).unwrap().len(), whole);
+}
+
+#[test]
+fn recovery_reports_what_it_dropped_and_a_required_revision_is_enforced() {
+    let tmp = TempDir::new().unwrap();
+    let (engine, fresh) = Engine::recover(tmp.path(), &policy(), options(3)).unwrap();
+    assert!(fresh.fresh && fresh.is_clean());
+    assert_eq!((fresh.revision, fresh.checkpoint_revision), (0, None));
+    assert_eq!(engine.recovery(), Some(&fresh));
+    five_members(&engine);
+    settle(&engine);
+    drop(engine);
+
+    // A clean reopen: checkpoint 3, records 4 and 5 replayed.
+    let (engine, clean) = Engine::recover(tmp.path(), &policy(), options(3)).unwrap();
+    let mut expected = Recovery::default();
+    expected.revision = 5;
+    expected.checkpoint_revision = Some(3);
+    expected.records_replayed = 2;
+    assert_eq!(clean, expected);
+    drop(engine);
+
+    // The last record loses its final 3 bytes: recovery says so.
+    let log = fs::read(log_path(&tmp)).unwrap();
+    let last = record_spans(&log).pop().unwrap();
+    fs::write(log_path(&tmp), &log[..log.len() - 3]).unwrap();
+    let backup = tmp.path().join("backup");
+    fs::create_dir(&backup).unwrap();
+    for file in [LOG, CHECKPOINT] {
+        fs::copy(tmp.path().join(file), backup.join(file)).unwrap();
+    }
+    let (engine, torn) = Engine::recover(tmp.path(), &policy(), options(3)).unwrap();
+    expected.revision = 4;
+    expected.records_replayed = 1;
+    expected.dropped_bytes = (last.len() - 3) as u64;
+    expected.dropped_records = 1;
+    assert_eq!(torn, expected);
+    assert!(!torn.is_clean());
+    assert_eq!(engine.recovery(), Some(&torn));
+    assert!(Engine::new(&policy()).unwrap().recovery().is_none());
+    drop(engine);
+
+    // A caller that knows revision 5 was acknowledged refuses revision 4.
+    let err =
+        Engine::recover(&backup, &policy(), options(3).with_required_revision(5)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::Behind {
+                recovered: 4,
+                required: 5,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` recovered revision `4`, below the required revision `5`",
+            backup.display()
+        )
+    );
+    // Refused or not, the directory is usable at what it holds.
+    let engine =
+        Engine::open_with(&backup, &policy(), options(3).with_required_revision(4)).unwrap();
+    assert_eq!(engine.revision(), 4);
+}
+
+#[test]
+fn a_failing_checkpoint_is_reported_backs_off_and_recovers() {
+    let tmp = TempDir::new().unwrap();
+    let engine = Engine::open_with(tmp.path(), &policy(), options(1)).unwrap();
+    // A directory where the checkpoint's temporary file goes: every
+    // checkpoint fails to create it (even as root), while the journal, open
+    // already, goes on appending.
+    let blocker = tmp.path().join("checkpoint.tmp");
+    fs::create_dir(&blocker).unwrap();
+    let mut errors = Vec::new();
+    for k in 1..=20 {
+        let out = engine
+            .apply(
+                set_member("org_1", &format!("u{k}"), &["viewer"]),
+                ChangeMeta::by("a"),
+            )
+            .unwrap();
+        errors.push(out.checkpoint_error.is_some());
+        settle(&engine);
+    }
+    let stats = engine.stats();
+    // Attempts after batches 1, 3, 7 and 15 (the wait doubles), not 20.
+    assert_eq!(stats.checkpoint_failures, 4, "{stats:?}");
+    assert_eq!(stats.checkpoints_written, 0);
+    let message = stats.last_checkpoint_error.unwrap();
+    assert!(message.starts_with("cannot create `"), "{message}");
+    assert!(message.contains("checkpoint.tmp"), "{message}");
+    // Every outcome after the first failure carries the warning.
+    assert!(!errors[0], "the first failure is not known yet");
+    assert!(errors[1..].iter().all(|e| *e), "{errors:?}");
+    assert_eq!(checkpoint_revision(tmp.path()), 0);
+
+    // The disk is fixed: the next attempt (after batch 31) succeeds and the
+    // warning goes.
+    fs::remove_dir(&blocker).unwrap();
+    let mut last = None;
+    for k in 21..=31 {
+        last = Some(
+            engine
+                .apply(
+                    set_member("org_1", &format!("u{k}"), &["viewer"]),
+                    ChangeMeta::by("a"),
+                )
+                .unwrap(),
+        );
+        settle(&engine);
+    }
+    assert!(
+        last.unwrap().checkpoint_error.is_some(),
+        "known only after it ran"
+    );
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.checkpoints_written, stats.checkpoint_failures),
+        (1, 4)
+    );
+    assert_eq!(stats.last_checkpoint_error, None);
+    assert_eq!(stats.last_checkpoint_revision, Some(31));
+    assert_eq!(checkpoint_revision(tmp.path()), 31);
+    let out = engine
+        .apply(set_member("org_1", "u32", &["viewer"]), ChangeMeta::by("a"))
+        .unwrap();
+    assert_eq!(out.checkpoint_error, None);
+    // An explicit checkpoint reports its own failure.
+    settle(&engine);
+    fs::create_dir(&blocker).unwrap();
+    let err = engine.checkpoint().unwrap_err();
+    assert!(matches!(err, JournalError::Io { .. }), "{err:?}");
+    assert_eq!(engine.stats().checkpoint_failures, 5);
 }
 
 #[test]

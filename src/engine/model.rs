@@ -2,6 +2,7 @@
 //! maps, so that a batch is applied to an O(1) copy and a refused batch is
 //! simply dropped.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -672,21 +673,63 @@ fn scope_from(roles: &[Role], default_member: Option<String>, groups: &[GroupRol
     }
     for g in groups {
         let entry = s.groups.entry(g.group.clone()).or_default();
-        for r in &g.roles {
-            if !entry.contains(r) {
-                entry.push(r.clone());
-            }
-        }
+        entry.extend(g.roles.iter().cloned());
+        *entry = dedup(entry);
     }
     s
 }
 
+/// `items` without repeats, first occurrences in order: one hash-set probe
+/// per item (a webhook's role list is input, so never quadratic).
 fn dedup(items: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for i in items {
-        if !out.contains(i) {
-            out.push(i.clone());
-        }
+    let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
+    items
+        .iter()
+        .filter(|i| seen.insert(i.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_first_occurrences_in_order() {
+        let items: Vec<String> = ["b", "a", "b", "c", "a", "b"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(dedup(&items), ["b", "a", "c"]);
+        assert!(dedup(&[]).is_empty());
     }
-    out
+
+    #[test]
+    fn a_membership_with_a_huge_role_list_is_linear() {
+        // 100,000 distinct names: a quadratic dedup makes 10¹⁰ string
+        // comparisons (minutes); a linear one takes milliseconds.
+        let roles: Vec<String> = (0..100_000).map(|i| format!("role_{i}")).collect();
+        let mut model = Model::default();
+        model.orgs.insert("org_1".into(), Scope::default());
+        let start = std::time::Instant::now();
+        let mut fx = Effects::default();
+        model
+            .apply(
+                &Change::SetMembership {
+                    organization: "org_1".into(),
+                    user: "u".into(),
+                    roles: roles.iter().chain(&roles).cloned().collect(),
+                    groups: Some(roles.clone()),
+                    creator: false,
+                },
+                &mut fx,
+            )
+            .unwrap();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(model.membership("org_1", "u").unwrap().roles, roles);
+    }
 }

@@ -83,6 +83,15 @@ pub enum JournalError {
         /// The directory.
         path: PathBuf,
     },
+    /// The state handed to a checkpoint could not be encoded; nothing was
+    /// written, and the previous checkpoint stays in place.
+    #[error("cannot encode the checkpoint of revision `{revision}`: {reason}")]
+    Encode {
+        /// The revision of the state.
+        revision: u64,
+        /// What the encoder said.
+        reason: String,
+    },
 }
 
 /// The file operation behind a [`JournalError::Io`].
