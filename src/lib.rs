@@ -41,9 +41,12 @@ pub use compile::{CompileError, Cycle, DefaultRole, Problem};
 pub use engine::{
     AssignmentGuard, Engine, EngineOptions, Entry, OpenError, RoleAssignment, RolesChanged, Stats,
 };
-pub use explain::{Explanation, PermissionReason, RoleReason};
+pub use explain::{
+    EffectivePermission, Explanation, Granted, Inheritance, InheritedRole, PermissionReason,
+    RoleReason,
+};
 pub use ids::{PermissionId, RoleId};
 pub use journal::{Corruption, IoAction, JournalError};
 pub use membership::Membership;
 pub use model::{GroupRoles, LoadError, Organization, Permission, Policy, Role};
-pub use snapshot::{EffectivePermission, LookupError, Snapshot, Warning};
+pub use snapshot::{LookupError, Snapshot, Warning};

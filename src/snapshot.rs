@@ -320,42 +320,6 @@ fn in_org(org: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// A permission a role has, and where it comes from.
-///
-/// What Scalekit's `permissions:all` returns, with the whole inheritance path
-/// rather than only the source role.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct EffectivePermission {
-    /// The permission.
-    pub name: String,
-    /// From the role asked about to the role whose direct grant gives the
-    /// permission (the shortest such path, ties broken by role name).
-    pub path: Vec<String>,
-    /// The direct grant that matched: the permission itself or a wildcard.
-    pub grant: String,
-}
-
-impl EffectivePermission {
-    /// The role whose direct grant gives the permission (the last of `path`).
-    #[must_use]
-    pub fn source_role(&self) -> &str {
-        self.path.last().map_or("", String::as_str)
-    }
-}
-
-impl fmt::Display for EffectivePermission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: ", self.name)?;
-        for (i, role) in self.path.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" -> ")?;
-            }
-            write!(f, "`{role}`")?;
-        }
-        write!(f, " grants `{}`", self.grant)
-    }
-}
-
 /// A finding of [`Snapshot::warnings`]: worth a look, but the policy is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -653,145 +617,6 @@ impl Snapshot {
             .collect())
     }
 
-    /// The effective permissions of a role, each with the path of roles that
-    /// grants it: what Scalekit's `permissions:all` returns.
-    ///
-    /// # Errors
-    ///
-    /// [`LookupError::UnknownOrganization`] or [`LookupError::UnknownRole`].
-    pub fn effective_permissions(
-        &self,
-        organization: Option<&str>,
-        role: &str,
-    ) -> Result<Vec<EffectivePermission>, LookupError> {
-        let scope = match organization {
-            Some(org) => *self
-                .0
-                .org_index
-                .get(org)
-                .ok_or_else(|| LookupError::UnknownOrganization { id: org.to_owned() })?,
-            None => ENV,
-        };
-        let id = self
-            .role_in(scope, role)
-            .ok_or_else(|| LookupError::UnknownRole {
-                name: role.to_owned(),
-                organization: organization.map(str::to_owned),
-            })?;
-        let mut found = self.grant_paths(&[id]);
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(found)
-    }
-
-    /// Breadth-first from `starts` through `extends`, neighbours in name
-    /// order: the first role met that directly grants a permission gives its
-    /// path, which is then the shortest, ties broken by role name.
-    /// Breadth-first from `starts` up `extends`, the starts and each role's
-    /// bases taken in name order: every reachable role once, in visiting
-    /// order, and each role's parent (`u32::MAX` for a start). The first
-    /// path to a role is then a shortest one, ties broken by role name.
-    pub(crate) fn ancestors_bfs(&self, starts: &[RoleId]) -> (Vec<usize>, Vec<u32>) {
-        let d = &self.0;
-        let n = self.roles_len();
-        let mut parent = vec![u32::MAX; n];
-        let mut seen = vec![false; n];
-        let mut order: Vec<usize> = Vec::new();
-        let mut frontier: Vec<usize> = starts.iter().map(|r| r.index()).collect();
-        frontier.sort_unstable_by(|a, b| d.role_names.get(*a).cmp(d.role_names.get(*b)));
-        frontier.dedup();
-        for &s in &frontier {
-            if let Some(flag) = seen.get_mut(s) {
-                *flag = true;
-            }
-        }
-        let mut head = 0;
-        order.extend(frontier);
-        while let Some(&v) = order.get(head) {
-            head += 1;
-            let mut next: Vec<usize> = d.bases.get(v).iter().map(|&b| b as usize).collect();
-            next.sort_unstable_by(|a, b| d.role_names.get(*a).cmp(d.role_names.get(*b)));
-            for w in next {
-                if let Some(flag) = seen.get_mut(w) {
-                    if !*flag {
-                        *flag = true;
-                        if let Some(p) = parent.get_mut(w) {
-                            *p = v as u32;
-                        }
-                        order.push(w);
-                    }
-                }
-            }
-        }
-        (order, parent)
-    }
-
-    pub(crate) fn grant_paths(&self, starts: &[RoleId]) -> Vec<EffectivePermission> {
-        let d = &self.0;
-        let (order, parent) = self.ancestors_bfs(starts);
-        let mut assigned = vec![false; d.perms.len()];
-        let mut out = Vec::new();
-        for &v in &order {
-            // Exact grants first, then wildcards from the longest prefix: the
-            // most specific grant is named, whatever the order the policy
-            // declares grants and roles in (wildcard indexes follow it).
-            let mut grants = d.grants.get(v).to_vec();
-            grants.sort_by_key(|&g| {
-                let wildcard = (g & WILDCARD != 0).then(|| {
-                    d.wildcards
-                        .get((g & !WILDCARD) as usize)
-                        .map_or(0, |p| p.len())
-                });
-                (wildcard.map(std::cmp::Reverse), g)
-            });
-            for &g in &grants {
-                let (ids, text): (Vec<PermissionId>, String) = if g & WILDCARD == 0 {
-                    let id = PermissionId::from_index(g as usize);
-                    (
-                        id.into_iter().collect(),
-                        id.map(|i| perm_name(&d.perms, i).to_owned())
-                            .unwrap_or_default(),
-                    )
-                } else {
-                    let prefix = d.wildcards.get((g & !WILDCARD) as usize);
-                    let prefix = prefix.map_or("", |p| &**p);
-                    (
-                        matching(&d.perms, &d.perm_sorted, prefix).collect(),
-                        format!("{prefix}*"),
-                    )
-                };
-                for id in ids {
-                    let Some(flag) = assigned.get_mut(id.index()) else {
-                        continue;
-                    };
-                    if *flag {
-                        continue;
-                    }
-                    *flag = true;
-                    out.push(EffectivePermission {
-                        name: perm_name(&d.perms, id).to_owned(),
-                        path: self.path_to(&parent, v),
-                        grant: text.clone(),
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// The role names from a start of [`ancestors_bfs`](Self::ancestors_bfs) to `v`.
-    pub(crate) fn path_to(&self, parent: &[u32], mut v: usize) -> Vec<String> {
-        let mut path = vec![self.0.role_names.get(v).to_owned()];
-        while let Some(&p) = parent.get(v) {
-            if p == u32::MAX {
-                break;
-            }
-            v = p as usize;
-            path.push(self.0.role_names.get(v).to_owned());
-        }
-        path.reverse();
-        path
-    }
-
     /// The environment's default creator role.
     #[must_use]
     pub fn default_creator_role(&self) -> Option<RoleId> {
@@ -925,5 +750,39 @@ impl fmt::Debug for Snapshot {
             .field("permissions", &self.permissions_len())
             .field("organizations", &self.organizations_len())
             .finish_non_exhaustive()
+    }
+}
+
+/// A role's direct grant, for explanations.
+pub(crate) enum DirectGrant<'a> {
+    /// The permission itself.
+    Permission(PermissionId),
+    /// A wildcard: the text before its `*`.
+    Wildcard(&'a str),
+}
+
+impl Snapshot {
+    /// A role's direct grants, as the policy wrote them.
+    pub(crate) fn direct_grants(&self, role: RoleId) -> impl Iterator<Item = DirectGrant<'_>> + '_ {
+        let d = &self.0;
+        d.grants.get(role.index()).iter().filter_map(move |&g| {
+            if g & WILDCARD == 0 {
+                PermissionId::from_index(g as usize).map(DirectGrant::Permission)
+            } else {
+                d.wildcards
+                    .get((g & !WILDCARD) as usize)
+                    .map(|p| DirectGrant::Wildcard(p))
+            }
+        })
+    }
+
+    /// Live permission ids sorted by name.
+    pub(crate) fn permissions_by_name(&self) -> &[PermissionId] {
+        &self.0.perm_sorted
+    }
+
+    /// The scope number of a listed organization.
+    pub(crate) fn organization_scope(&self, organization: &str) -> Option<u32> {
+        self.0.org_index.get(organization).copied()
     }
 }

@@ -173,13 +173,18 @@ struct EvalArgs {
     policy: PolicyArg,
 }
 
-/// Show a role's effective permissions and the path that grants each.
+/// Show where a role's effective permissions come from, as a tree.
 ///
-/// Lists every permission the role has, directly or by inheritance, sorted by
-/// name, each with the chain of roles from ROLE through `extends` to the role
-/// whose direct grant (a permission or a wildcard) gives it. Where several
-/// chains grant a permission, the shortest is shown, ties broken by role name.
-/// An unknown role or organization is an error (exit 2).
+/// Prints a summary line, then every role ROLE extends, directly or not,
+/// once each, breadth-first from ROLE: a line `NAME via PARENT` (PARENT is
+/// the role that extends NAME on the shortest path from ROLE, ties broken by
+/// role name; ROLE's own line has no `via`), then, indented by two spaces,
+/// the permissions NAME is the first to grant on that walk, sorted by name,
+/// with `(grants WILDCARD)` when a wildcard gives them. A permission's path
+/// is its role's chain of `via` up to ROLE: the shortest path that grants
+/// it, ties broken by role name. The output is linear in the roles and
+/// permissions, however deep the chain. An unknown role or organization is
+/// an error (exit 2).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:
@@ -198,8 +203,12 @@ struct ExplainArgs {
     /// The role to explain.
     #[arg(long, value_name = "ROLE")]
     role: String,
-    /// Print one JSON document instead of text:
-    /// {"role", "organization", "permissions": [{"name", "role_name", "path", "grant"}]}.
+    /// Print one JSON document instead of text, the same tree with one
+    /// role per line: {"role", "organization", "effective_permissions": N,
+    /// "roles": [{"name", "organization", "via", "depth", "permissions":
+    /// [{"name", "grant"}]}]}. "via" is the index in "roles" of the role
+    /// that extends this one (null for ROLE, entry 0); a permission's path
+    /// is the chain of "via" from its role up to entry 0.
     #[arg(long)]
     json: bool,
 }
@@ -575,50 +584,63 @@ fn eval(args: &EvalArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `explain --json` output.
+/// `explain --json`: one role of the tree (see `ExplainArgs`).
 #[derive(Debug, Serialize)]
-struct RoleReport<'a> {
-    role: &'a str,
+struct TreeRole<'a> {
+    name: &'a str,
     organization: Option<&'a str>,
-    permissions: Vec<PermissionReport<'a>>,
+    via: Option<usize>,
+    depth: usize,
+    permissions: Vec<TreeGrant<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-struct PermissionReport<'a> {
+struct TreeGrant<'a> {
     name: &'a str,
-    role_name: &'a str,
-    path: &'a [String],
     grant: &'a str,
 }
 
+/// Writes the tree as it walks it: output linear in the roles and grants,
+/// never one string for the whole of it.
 fn explain(args: &ExplainArgs) -> Outcome {
     let snapshot = compile(&args.policy.policy)?;
     let org = args.org.as_deref();
-    let effective = snapshot
-        .effective_permissions(org, &args.role)
+    let tree = snapshot
+        .inheritance(org, &args.role)
         .map_err(|e| Failure::one(e.to_string()))?;
     // The organization the role belongs to: an environment role looked up
     // through an organization still belongs to none.
-    let role_org = snapshot
-        .role(org, &args.role)
-        .and_then(|id| snapshot.role_organization(id));
-    let mut out = io::stdout().lock();
+    let role_org = tree.roles().first().and_then(|r| r.organization.as_deref());
+    let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
-        let report = RoleReport {
-            role: &args.role,
-            organization: role_org,
-            permissions: effective
-                .iter()
-                .map(|e| PermissionReport {
-                    name: &e.name,
-                    role_name: e.source_role(),
-                    path: &e.path,
-                    grant: &e.grant,
-                })
-                .collect(),
-        };
-        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
-        writeln!(out)?;
+        write!(out, "{{\"role\":")?;
+        serde_json::to_writer(&mut out, &args.role).map_err(io::Error::from)?;
+        write!(out, ",\"organization\":")?;
+        serde_json::to_writer(&mut out, &role_org).map_err(io::Error::from)?;
+        write!(
+            out,
+            ",\"effective_permissions\":{},\"roles\":[",
+            tree.permissions_len()
+        )?;
+        for (i, role) in tree.roles().iter().enumerate() {
+            out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+            let entry = TreeRole {
+                name: &role.name,
+                organization: role.organization.as_deref(),
+                via: role.via,
+                depth: role.depth,
+                permissions: role
+                    .grants
+                    .iter()
+                    .map(|g| TreeGrant {
+                        name: &g.permission,
+                        grant: &g.grant,
+                    })
+                    .collect(),
+            };
+            serde_json::to_writer(&mut out, &entry).map_err(io::Error::from)?;
+        }
+        writeln!(out, "\n]}}")?;
     } else {
         write!(out, "role `{}`", args.role)?;
         if let Some(o) = role_org {
@@ -626,26 +648,26 @@ fn explain(args: &ExplainArgs) -> Outcome {
         }
         writeln!(
             out,
-            ": {}",
+            ": {} from {}",
             count(
-                effective.len(),
+                tree.permissions_len(),
                 "effective permission",
                 "effective permissions"
-            )
+            ),
+            count(tree.roles().len(), "role", "roles")
         )?;
-        let width = effective
-            .iter()
-            .map(|e| e.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        for e in &effective {
-            writeln!(
-                out,
-                "{:width$}  {} (grants {})",
-                e.name,
-                e.path.join(" -> "),
-                e.grant
-            )?;
+        for role in tree.roles() {
+            match role.via.and_then(|p| tree.roles().get(p)) {
+                Some(parent) => writeln!(out, "{} via {}", role.name, parent.name)?,
+                None => writeln!(out, "{}", role.name)?,
+            }
+            for g in &role.grants {
+                if g.grant == g.permission {
+                    writeln!(out, "  {}", g.permission)?;
+                } else {
+                    writeln!(out, "  {} (grants {})", g.permission, g.grant)?;
+                }
+            }
         }
     }
     out.flush()?;
