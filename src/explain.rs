@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::check::{Claims, Requirement};
 use crate::ids::RoleId;
 use crate::snapshot::Snapshot;
+use crate::text::Quote;
 
 mod inheritance;
 
@@ -223,10 +224,10 @@ impl fmt::Display for Explanation {
             }
         }
         for r in &self.unknown_roles {
-            write!(f, "\nunknown token role `{r}`: ignored")?;
+            write!(f, "\nunknown token role {}: ignored", Quote(r))?;
         }
         for p in &self.ignored_permissions {
-            write!(f, "\nundeclared claimed permission `{p}`: ignored")?;
+            write!(f, "\nundeclared claimed permission {}: ignored", Quote(p))?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use crate::bits::{self, BitMatrix};
 use crate::compile::{matching, perm_name};
 use crate::ids::{PermissionId, RoleId};
 use crate::membership::Members;
+use crate::text::Quote;
 
 /// The scope number of environment roles.
 pub(crate) const ENV: u32 = u32::MAX;
@@ -291,13 +292,13 @@ pub(crate) struct Core {
 #[non_exhaustive]
 pub enum LookupError {
     /// The permission is not declared.
-    #[error("permission `{name}` is not declared")]
+    #[error("permission {} is not declared", Quote(name))]
     UnknownPermission {
         /// The name asked for.
         name: String,
     },
     /// No role of that name in reach.
-    #[error("role `{name}` does not exist{}", in_org(organization.as_deref()))]
+    #[error("role {} does not exist{}", Quote(name), in_org(organization.as_deref()))]
     UnknownRole {
         /// The name asked for.
         name: String,
@@ -305,7 +306,7 @@ pub enum LookupError {
         organization: Option<String>,
     },
     /// The organization is not in the policy.
-    #[error("organization `{id}` does not exist")]
+    #[error("organization {} does not exist", Quote(id))]
     UnknownOrganization {
         /// The id asked for.
         id: String,
@@ -316,7 +317,7 @@ pub enum LookupError {
 }
 
 fn in_org(org: Option<&str>) -> String {
-    org.map(|o| format!(" in organization `{o}`"))
+    org.map(|o| format!(" in organization {}", Quote(o)))
         .unwrap_or_default()
 }
 
@@ -352,7 +353,7 @@ impl fmt::Display for Warning {
         use crate::compile::RoleInScope;
         match self {
             Self::UngrantedPermission { name } => {
-                write!(f, "permission `{name}` is not granted by any role")
+                write!(f, "permission {} is not granted by any role", Quote(name))
             }
             Self::WildcardMatchesNothing {
                 role,
@@ -360,8 +361,9 @@ impl fmt::Display for Warning {
                 grant,
             } => write!(
                 f,
-                "{} grants `{grant}`, which matches no declared permission yet",
-                RoleInScope(role, organization.as_deref())
+                "{} grants {}, which matches no declared permission yet",
+                RoleInScope(role, organization.as_deref()),
+                Quote(grant)
             ),
             Self::UnreferencedRole { role, organization } => write!(
                 f,

@@ -829,6 +829,117 @@ fn eval_stops_quietly_when_stdout_closes() {
     assert_eq!(stderr, "");
 }
 
+#[test]
+fn eval_answers_an_overlong_line_with_an_error_and_continues() {
+    let query = r#"{"roles": ["viewer"], "check": "issues:read"}"#;
+    let long = format!(r#"{{"check": "{}"}}"#, "x".repeat(3 << 20));
+    let input = format!("{query}\n{long}\n{query}\n{long}");
+    let r = run_with(&["eval", "--policy", EXAMPLE], Some(&input));
+    r.exits(0);
+    assert_eq!(r.stderr, "");
+    let over = format!(
+        "the line is {} bytes, over the 1048576-byte limit",
+        long.len()
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{{\"allowed\":true}}\n\
+             {{\"allowed\":false,\"error\":\"line 2: {over}\"}}\n\
+             {{\"allowed\":true}}\n\
+             {{\"allowed\":false,\"error\":\"line 4: {over}\"}}\n"
+        )
+    );
+
+    // The limit is a flag; a line of exactly the limit is read.
+    let limit = query.len().to_string();
+    let input = format!("{query}\n{query} \n{query}\r\n");
+    let r = run_with(
+        &["eval", "--policy", EXAMPLE, "--max-line-bytes", &limit],
+        Some(&input),
+    );
+    r.exits(0);
+    let over = format!(
+        "the line is {} bytes, over the {limit}-byte limit",
+        query.len() + 1
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{{\"allowed\":true}}\n\
+             {{\"allowed\":false,\"error\":\"line 2: {over}\"}}\n\
+             {{\"allowed\":false,\"error\":\"line 3: {over}\"}}\n"
+        )
+    );
+}
+
+/// A 1,000,000-character name gave 2 MB of stderr; quoted input is cut
+/// after 64 characters, with its length.
+#[test]
+fn messages_cap_quoted_input_with_its_length() {
+    let huge = "r".repeat(1_000_000);
+    let cut = format!("`{}…` (1000000 characters)", "r".repeat(64));
+    let policy = TempFile::json(&format!(
+        r#"{{"roles": [{{"name": "{huge}"}}, {{"name": "x", "extends": "{huge}"}}]}}"#
+    ));
+    let r = run(&["lint", "--policy", policy.path()]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [
+            format!("error: role name {cut} is invalid: use 1-128 characters from `A-Z a-z 0-9 _ . : -`"),
+            format!("error: role `x` extends unknown role {cut} (environment roles may extend environment roles only)"),
+        ]
+    );
+
+    // An unknown field is echoed by the parser: capped too.
+    let policy = TempFile::json(&format!(r#"{{"{huge}": 1}}"#));
+    let r = run(&["lint", "--policy", policy.path()]);
+    r.exits(2);
+    assert!(r.stderr.len() < 400, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("unknown field {cut}")),
+        "{}",
+        r.stderr
+    );
+
+    // Command-line arguments (at most 128 KiB each on Linux).
+    let long = "p".repeat(100_000);
+    let r = run(&["check", "--policy", EXAMPLE, "--roles", &long, &long]);
+    r.exits(2);
+    let cut = format!("`{}…` (100000 characters)", "p".repeat(64));
+    assert_eq!(
+        r.stderr_lines(),
+        [format!("error: permission {cut} is not declared")]
+    );
+    let r = run(&["explain", "--policy", EXAMPLE, "--role", &long]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [format!("error: role {cut} does not exist")]
+    );
+
+    // `eval` answers: an undeclared permission and an unknown field.
+    let input = format!("{{\"check\": \"{long}\"}}\n{{\"{long}\": 1}}\n");
+    let r = run_with(&["eval", "--policy", EXAMPLE], Some(&input));
+    r.exits(0);
+    let answers: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON answer"))
+        .collect();
+    assert_eq!(
+        answers[0]["error"],
+        format!("line 1: permission {cut} is not declared")
+    );
+    let second = answers[1]["error"].as_str().expect("an error");
+    assert!(
+        second.starts_with(&format!("line 2: invalid query: unknown field {cut}")),
+        "{second}"
+    );
+    assert!(second.len() < 400, "{second}");
+}
+
 // ---------------------------------------------------------------- explain
 
 #[test]

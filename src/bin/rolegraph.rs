@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use rolegraph::{Claims, LookupError, Policy, Requirement, Snapshot};
 
+/// The library's message helpers: user input quoted the same way, capped.
+#[allow(dead_code, reason = "the binary uses some of the helpers only")]
+#[path = "../text.rs"]
+mod text;
+
+use text::{CapQuotes, Quote};
+
 /// The exit-status paragraph every help page ends with.
 macro_rules! exit_status {
     () => {
@@ -153,7 +160,10 @@ struct CheckArgs {
 ///
 ///   {"allowed":false,"error":"line N: ..."}
 ///
-/// and evaluation continues. Blank lines are skipped but counted.
+/// and evaluation continues. Blank lines are skipped but counted. A line
+/// longer than --max-line-bytes (1 MiB by default) is not read into memory:
+///
+///   {"allowed":false,"error":"line N: the line is 104857600 bytes, over the 1048576-byte limit"}
 ///
 /// Exits 0 once every line is answered, 2 when the policy cannot be loaded.
 #[derive(Debug, Args)]
@@ -171,6 +181,10 @@ struct CheckArgs {
 struct EvalArgs {
     #[command(flatten)]
     policy: PolicyArg,
+    /// The longest query line read, in bytes; a longer line is skipped
+    /// (never held in memory) and answered with an error.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_line_bytes: usize,
 }
 
 /// Show where a role's effective permissions come from, as a tree.
@@ -391,7 +405,8 @@ fn check(args: &CheckArgs) -> Outcome {
     if let Some(org) = claims.organization.as_deref() {
         if !snapshot.organizations().any(|o| o == org) {
             warning(&format!(
-                "organization `{org}` is not in the policy: only environment roles resolve"
+                "organization {} is not in the policy: only environment roles resolve",
+                Quote(org)
             ));
         }
     }
@@ -403,10 +418,13 @@ fn check(args: &CheckArgs) -> Outcome {
     } else {
         let org = claims.organization.as_deref();
         for name in unknown_roles(&snapshot, org, &claims.roles) {
-            warning(&format!("unknown role `{name}`: ignored"));
+            warning(&format!("unknown role {}: ignored", Quote(name)));
         }
         for name in ignored_permissions(&snapshot, &claims.permissions) {
-            warning(&format!("undeclared claimed permission `{name}`: ignored"));
+            warning(&format!(
+                "undeclared claimed permission {}: ignored",
+                Quote(name)
+            ));
         }
         let allowed = snapshot.principal_for(&claims).satisfies(&requirement);
         writeln!(out, "{}", if allowed { "allow" } else { "deny" })?;
@@ -462,6 +480,7 @@ fn json_message(err: &serde_json::Error) -> String {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "invalid json",
         serde_json::error::Category::Data | serde_json::error::Category::Io => "invalid query",
     };
+    let message = CapQuotes(message);
     if err.column() > 0 {
         format!("{kind}: {message} (column {})", err.column())
     } else {
@@ -549,21 +568,24 @@ fn eval(args: &EvalArgs) -> Outcome {
     let mut bytes = Vec::new();
     let mut number: usize = 0;
     loop {
-        bytes.clear();
-        let read = input.read_until(b'\n', &mut bytes).map_err(|e| {
+        let line = read_line(&mut input, &mut bytes, args.max_line_bytes).map_err(|e| {
             Failure::one(format!(
                 "cannot read stdin: {}",
                 lowercase_first(&e.to_string())
             ))
         })?;
-        if read == 0 {
+        let Some(line) = line else {
             break;
-        }
+        };
         number += 1;
-        let answer = match std::str::from_utf8(&bytes) {
-            Ok(text) if text.trim().is_empty() => None,
-            Ok(text) => Some(answer_query(&snapshot, text.trim_end())),
-            Err(_) => Some(Err("invalid json: the line is not utf-8".to_owned())),
+        let answer = match (line, std::str::from_utf8(&bytes)) {
+            (Line::TooLong(length), _) => Some(Err(format!(
+                "the line is {length} bytes, over the {}-byte limit",
+                args.max_line_bytes
+            ))),
+            (Line::Read, Ok(text)) if text.trim().is_empty() => None,
+            (Line::Read, Ok(text)) => Some(answer_query(&snapshot, text.trim_end())),
+            (Line::Read, Err(_)) => Some(Err("invalid json: the line is not utf-8".to_owned())),
         };
         if let Some(answer) = answer {
             let answer = answer.unwrap_or_else(|error| Answer {
@@ -582,6 +604,58 @@ fn eval(args: &EvalArgs) -> Outcome {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What [`read_line`] read.
+enum Line {
+    /// The line is in the buffer, without its `\n`.
+    Read,
+    /// The line has this many bytes (without its `\n`), over the limit: it
+    /// was skipped, and the buffer holds none of it.
+    TooLong(u64),
+}
+
+/// Reads one line into `line`, holding at most `limit` bytes of it in
+/// memory whatever its length: a longer line is read to its end and
+/// dropped. `None` at the end of the input.
+fn read_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<Line>> {
+    line.clear();
+    let mut length: u64 = 0;
+    let mut started = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        started = true;
+        let end = chunk.iter().position(|&b| b == b'\n');
+        let part = chunk.get(..end.unwrap_or(chunk.len())).unwrap_or_default();
+        length += part.len() as u64;
+        if length <= limit as u64 {
+            line.extend_from_slice(part);
+        } else if !line.is_empty() {
+            line.clear();
+            line.shrink_to(limit);
+        }
+        let used = end.map_or(chunk.len(), |at| at + 1);
+        input.consume(used);
+        if end.is_some() {
+            break;
+        }
+    }
+    Ok(started.then_some(if length > limit as u64 {
+        Line::TooLong(length)
+    } else {
+        Line::Read
+    }))
 }
 
 /// `explain --json`: one role of the tree (see `ExplainArgs`).
@@ -642,9 +716,9 @@ fn explain(args: &ExplainArgs) -> Outcome {
         }
         writeln!(out, "\n]}}")?;
     } else {
-        write!(out, "role `{}`", args.role)?;
+        write!(out, "role {}", Quote(&args.role))?;
         if let Some(o) = role_org {
-            write!(out, " in organization `{o}`")?;
+            write!(out, " in organization {}", Quote(o))?;
         }
         writeln!(
             out,

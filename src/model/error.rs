@@ -1,6 +1,6 @@
 //! Errors reading a policy file.
 
-use crate::text::Lowercase;
+use crate::text::{CapQuotes, Lowercase, Quote};
 use std::path::{Path, PathBuf};
 
 /// A policy could not be read: the file, its syntax, or its shape.
@@ -125,9 +125,9 @@ impl LoadError {
             out.push_str(&format!(" `{}`", file.display()));
         }
         out.push_str(": ");
-        out.push_str(message);
+        out.push_str(&CapQuotes(message).to_string());
         if !path.is_empty() {
-            out.push_str(&format!(" at `{path}`"));
+            out.push_str(&format!(" at {}", Quote(path)));
         }
         if let Some((line, column)) = position {
             out.push_str(&format!(" (line {line}, column {column})"));
