@@ -339,13 +339,6 @@ pub enum Warning {
         /// The grant as written (`projects:*`).
         grant: String,
     },
-    /// A role no role extends, no group maps and no default names.
-    UnreferencedRole {
-        /// The role.
-        role: String,
-        /// Its organization, `None` for an environment role.
-        organization: Option<String>,
-    },
 }
 
 impl fmt::Display for Warning {
@@ -364,11 +357,6 @@ impl fmt::Display for Warning {
                 "{} grants {}, which matches no declared permission yet",
                 RoleInScope(role, organization.as_deref()),
                 Quote(grant)
-            ),
-            Self::UnreferencedRole { role, organization } => write!(
-                f,
-                "{} is not extended, mapped to a group or a default role",
-                RoleInScope(role, organization.as_deref())
             ),
         }
     }
@@ -678,8 +666,10 @@ impl Snapshot {
         Ok(roles)
     }
 
-    /// What `lint` warns about: permissions no role grants, wildcards that
-    /// match nothing yet, roles nothing refers to. Deterministic order.
+    /// What `lint` warns about: likely mistakes only, permissions no role
+    /// grants and wildcards that match nothing yet. A role that nothing
+    /// extends, maps or names as a default is not one: roles are assigned to
+    /// users directly. Deterministic order.
     #[must_use]
     pub fn warnings(&self) -> Vec<Warning> {
         let d = &self.0;
@@ -693,23 +683,6 @@ impl Snapshot {
                 out.push(Warning::UngrantedPermission {
                     name: perm_name(&d.perms, *id).to_owned(),
                 });
-            }
-        }
-        let mut referenced = vec![false; self.roles_len()];
-        let mut mark = |r: RoleId| {
-            if let Some(flag) = referenced.get_mut(r.index()) {
-                *flag = true;
-            }
-        };
-        for r in self.roles() {
-            self.role_bases(r).for_each(&mut mark);
-        }
-        d.default_creator.into_iter().for_each(&mut mark);
-        d.default_member.into_iter().for_each(&mut mark);
-        for org in d.orgs.iter() {
-            org.default_member.into_iter().for_each(&mut mark);
-            for (_, roles) in &org.groups {
-                roles.iter().copied().for_each(&mut mark);
             }
         }
         let mut roles: Vec<RoleId> = self.roles().collect();
@@ -732,12 +705,6 @@ impl Snapshot {
                         grant: format!("{prefix}*"),
                     });
                 }
-            }
-            if referenced.get(r.index()) == Some(&false) {
-                out.push(Warning::UnreferencedRole {
-                    role: self.role_name(r).to_owned(),
-                    organization,
-                });
             }
         }
         out

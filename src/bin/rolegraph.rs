@@ -78,9 +78,10 @@ struct PolicyArg {
 ///
 /// Prints one summary line on stdout (roles, permissions, organizations, the
 /// deepest inheritance chain counted in roles) and exits 0 when the policy is
-/// valid; findings that do not make it invalid (a permission no role grants,
-/// a wildcard that matches nothing yet, a role nothing refers to) are printed
-/// on stderr as `warning: ...` lines. When the policy is invalid, every problem
+/// valid; likely mistakes that do not make it invalid (a permission no role
+/// grants, a wildcard that matches nothing yet) are printed on stderr as
+/// `warning: ...` lines. A role nothing extends or maps is not one: roles are
+/// assigned to users directly. When the policy is invalid, every problem
 /// is printed on stderr as an `error: ...` line, in a deterministic order, and
 /// the exit status is 2.
 #[derive(Debug, Args)]
