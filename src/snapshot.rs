@@ -292,7 +292,7 @@ pub(crate) struct Core {
 #[non_exhaustive]
 pub enum LookupError {
     /// The permission is not declared.
-    #[error("permission {} is not declared", Quote(name))]
+    #[error("permission {} is not declared{}", Quote(name), wildcard_hint(name))]
     UnknownPermission {
         /// The name asked for.
         name: String,
@@ -314,6 +314,16 @@ pub enum LookupError {
     /// An any-of or all-of requirement with no permission.
     #[error("a requirement needs at least one permission")]
     EmptyRequirement,
+}
+
+/// Why a wildcard is never declared: it is a grant's shorthand, and a check
+/// names the one permission it needs.
+fn wildcard_hint(name: &str) -> &'static str {
+    if name.contains('*') {
+        ": wildcards are for grants; a check names one declared permission"
+    } else {
+        ""
+    }
 }
 
 fn in_org(org: Option<&str>) -> String {

@@ -370,6 +370,55 @@ group_roles = [{ group = "Managers", roles = ["manager"] }]
     assert!(r.stderr.contains("`bogus`"), "{r:#?}");
 }
 
+#[test]
+fn toml_errors_give_the_line_and_column() {
+    let broken = TempFile::new(
+        "toml",
+        "[[permissions]]\nname = \"a:b\"\n[[roles]]\nname = \"v\n",
+    );
+    let r = run(&["lint", "--policy", broken.path()]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [format!(
+            "error: invalid policy `{}`: invalid basic string, expected `\"` (line 4, column 10)",
+            broken.path()
+        )]
+    );
+    let broken = TempFile::new("toml", "[[roles]]\nname = 5\n");
+    let r = run(&["lint", "--policy", broken.path()]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [format!(
+            "error: invalid policy `{}`: invalid type: integer `5`, expected a string at `roles[0].name` (line 2, column 8)",
+            broken.path()
+        )]
+    );
+}
+
+/// Editors on Windows start UTF-8 files with a byte order mark; both
+/// parsers said "expected value".
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let json = TempFile::json(
+        "\u{feff}{\"permissions\": [{\"name\": \"a:b\"}], \"roles\": [{\"name\": \"v\", \"permissions\": [\"a:b\"]}]}",
+    );
+    let toml = TempFile::new(
+        "toml",
+        "\u{feff}[[permissions]]\nname = \"a:b\"\n[[roles]]\nname = \"v\"\npermissions = [\"a:b\"]\n",
+    );
+    for policy in [json.path(), toml.path()] {
+        let r = run(&["lint", "--policy", policy]);
+        r.exits(0);
+        assert_eq!(
+            r.stdout,
+            "ok: 1 role, 1 permission, 0 organizations, deepest chain 1 role\n"
+        );
+        assert_eq!(r.stderr, "");
+    }
+}
+
 // ---------------------------------------------------------------- check
 
 #[test]
@@ -433,7 +482,7 @@ fn check_of_an_undeclared_permission_denies_with_exit_2() {
     assert_eq!(r.stdout, "deny\n");
     assert_eq!(
         r.stderr_lines(),
-        ["error: permission `issues:*` is not declared"]
+        ["error: permission `issues:*` is not declared: wildcards are for grants; a check names one declared permission"]
     );
 }
 
