@@ -35,6 +35,11 @@ pub mod scalekit;
 mod snapshot;
 mod text;
 
+/// The normative semantics: the policy file, validity, grants and
+/// inheritance, resolving a token, and the CLI contract.
+#[doc = include_str!("docs/semantics.md")]
+pub mod semantics {}
+
 pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
 pub use check::{Claims, Principal, Requirement};
 pub use compile::{CompileError, Cycle, DefaultRole, Problem};

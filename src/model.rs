@@ -35,7 +35,7 @@ pub use error::LoadError;
 
 /// A whole policy: permissions, environment roles, defaults and organizations.
 ///
-/// Field names and meaning follow DESIGN.md's policy file, which follows
+/// Field names and meaning follow the policy file of [`semantics`](crate::semantics), which follows
 /// Scalekit's roles & permissions. Unknown fields are rejected when parsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]

@@ -1,4 +1,5 @@
-//! What makes a policy invalid: every rule of DESIGN.md's "Validity" section.
+//! What makes a policy invalid: every rule of the "Validity" section of
+//! [`semantics`](crate::semantics).
 
 use std::fmt;
 
