@@ -5,12 +5,11 @@ mod reconcile;
 
 pub(crate) use reconcile::reconcile_changes;
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::compile::CompileError;
 use crate::model::Role;
+use crate::text::{Quote, QuoteList};
 
 /// One change to the policy or to the memberships.
 ///
@@ -307,13 +306,13 @@ pub enum ChangeError {
         name: String,
     },
     /// The change names a permission that does not exist.
-    #[error("permission `{name}` does not exist")]
+    #[error("permission {} does not exist", Quote(name))]
     UnknownPermission {
         /// The permission.
         name: String,
     },
     /// The change names an organization that does not exist.
-    #[error("organization `{id}` does not exist")]
+    #[error("organization {} does not exist", Quote(id))]
     UnknownOrganization {
         /// The organization.
         id: String,
@@ -322,7 +321,7 @@ pub enum ChangeError {
     #[error(
         "cannot delete {}: {} extend it; say how to re-parent them",
         crate::compile::RoleInScope(name, organization.as_deref()),
-        Quoted(dependents)
+        QuoteList(dependents)
     )]
     HasDependents {
         /// The role's organization.
@@ -333,7 +332,11 @@ pub enum ChangeError {
         dependents: Vec<String>,
     },
     /// A membership names a role that does not exist in that organization.
-    #[error("role `{role}` does not exist in organization `{organization}`")]
+    #[error(
+        "role {} does not exist in organization {}",
+        Quote(role),
+        Quote(organization)
+    )]
     UnknownMembershipRole {
         /// The organization.
         organization: String,
@@ -342,7 +345,9 @@ pub enum ChangeError {
     },
     /// A guarded assignment by an actor who does not meet the guard.
     #[error(
-        "`{actor}` may not assign roles in organization `{organization}`: needs {requirement}"
+        "{} may not assign roles in organization {}: needs {requirement}",
+        Quote(actor),
+        Quote(organization)
     )]
     Forbidden {
         /// Who tried.
@@ -362,13 +367,16 @@ pub enum ChangeError {
     #[error("{0}")]
     Malformed(String),
     /// The delivery was applied before (see [`Change::RecordDelivery`]).
-    #[error("delivery `{id}` was already applied")]
+    #[error("delivery {} was already applied", Quote(id))]
     Duplicate {
         /// The delivery id.
         id: String,
     },
     /// A newer event about the same entity was applied already.
-    #[error("event is stale: `{entity}` changed at {last_ns} ns, after this event's {got_ns} ns")]
+    #[error(
+        "event is stale: {} changed at {last_ns} ns, after this event's {got_ns} ns",
+        Quote(entity)
+    )]
     Stale {
         /// The entity.
         entity: String,
@@ -380,18 +388,4 @@ pub enum ChangeError {
     /// The journal could not record the change; it was not applied.
     #[error("cannot record the change: {0}")]
     Journal(String),
-}
-
-struct Quoted<'a>(&'a [String]);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "`{s}`")?;
-        }
-        Ok(())
-    }
 }

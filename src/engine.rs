@@ -287,6 +287,39 @@ impl Recovery {
     }
 }
 
+/// Setters: the struct is `#[non_exhaustive]`, so code outside the crate
+/// starts from [`EngineOptions::default`] and changes what it needs.
+///
+/// # Examples
+///
+/// ```
+/// use rolegraph::{Engine, EngineOptions, Policy};
+///
+/// let dir = tempfile::tempdir()?;
+/// let options = EngineOptions::default()
+///     .with_checkpoint_every(100)
+///     .with_sync(false);
+/// assert_eq!((options.checkpoint_every, options.sync), (100, false));
+/// let engine = Engine::open_with(dir.path(), &Policy::new(), options)?;
+/// # drop(engine);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl EngineOptions {
+    /// Sets [`checkpoint_every`](Self::checkpoint_every).
+    #[must_use]
+    pub fn with_checkpoint_every(mut self, batches: u64) -> Self {
+        self.checkpoint_every = batches;
+        self
+    }
+
+    /// Sets [`sync`](Self::sync).
+    #[must_use]
+    pub fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+}
+
 /// The engine could not be opened on its directory.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -7,6 +7,11 @@ use serde::Serialize;
 use crate::check::{Claims, Requirement};
 use crate::ids::RoleId;
 use crate::snapshot::Snapshot;
+use crate::text::Quote;
+
+mod inheritance;
+
+pub use inheritance::{EffectivePermission, Granted, Inheritance, InheritedRole};
 
 /// The answer to a check, with the reasons.
 ///
@@ -116,16 +121,24 @@ impl Snapshot {
                 .filter(|p| self.permission_id(p).is_none())
                 .cloned(),
         );
-        let paths = self.grant_paths(&known);
+        // One tree from the token roles serves every permission and role the
+        // requirement names: linear in the roles reached, whatever their depth.
+        let tree = self.inheritance_from(&known);
+        let mut given: std::collections::HashMap<&str, (usize, &str)> =
+            std::collections::HashMap::new();
+        for (i, g) in tree.permissions() {
+            given.insert(g.permission.as_str(), (i, g.grant.as_str()));
+        }
+        let owned_path = |i: usize| tree.path(i).into_iter().map(str::to_owned).collect();
         let (perm_names, role_names) = requirement.names();
         let permissions = dedup(perm_names.into_iter().map(str::to_owned))
             .into_iter()
             .map(|permission| {
-                if let Some(found) = paths.iter().find(|e| e.name == permission) {
+                if let Some(&(i, grant)) = given.get(permission.as_str()) {
                     PermissionReason::ByRole {
+                        path: owned_path(i),
+                        grant: grant.to_owned(),
                         permission,
-                        path: found.path.clone(),
-                        grant: found.grant.clone(),
                     }
                 } else if claims.permissions.contains(&permission)
                     && self.permission_id(&permission).is_some()
@@ -139,7 +152,13 @@ impl Snapshot {
         let roles = dedup(role_names.into_iter().map(str::to_owned))
             .into_iter()
             .map(|role| RoleReason {
-                path: self.path_to_role(&known, &role),
+                // The first entry of that name in breadth-first order: the
+                // shortest path, ties broken by name.
+                path: tree
+                    .roles()
+                    .iter()
+                    .position(|r| r.name == role)
+                    .map(owned_path),
                 role,
             })
             .collect();
@@ -151,16 +170,6 @@ impl Snapshot {
             unknown_roles,
             ignored_permissions,
         }
-    }
-
-    /// The shortest path (ties by name) from one of `starts` up `extends` to a
-    /// role named `target`.
-    fn path_to_role(&self, starts: &[RoleId], target: &str) -> Option<Vec<String>> {
-        let (order, parent) = self.ancestors_bfs(starts);
-        let found = order
-            .into_iter()
-            .find(|&v| RoleId::from_index(v).is_some_and(|r| self.role_name(r) == target))?;
-        Some(self.path_to(&parent, found))
     }
 }
 
@@ -215,10 +224,10 @@ impl fmt::Display for Explanation {
             }
         }
         for r in &self.unknown_roles {
-            write!(f, "\nunknown token role `{r}`: ignored")?;
+            write!(f, "\nunknown token role {}: ignored", Quote(r))?;
         }
         for p in &self.ignored_permissions {
-            write!(f, "\nundeclared claimed permission `{p}`: ignored")?;
+            write!(f, "\nundeclared claimed permission {}: ignored", Quote(p))?;
         }
         Ok(())
     }

@@ -36,6 +36,11 @@ pub mod scalekit;
 mod snapshot;
 mod text;
 
+/// The normative semantics: the policy file, validity, grants and
+/// inheritance, resolving a token, and the CLI contract.
+#[doc = include_str!("docs/semantics.md")]
+pub mod semantics {}
+
 pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
 pub use check::{Claims, Principal, Requirement};
 pub use compile::{CompileError, Cycle, DefaultRole, Problem};
@@ -43,9 +48,12 @@ pub use engine::{
     AssignmentGuard, Engine, EngineOptions, Entry, Existing, OpenError, Recovery, RoleAssignment,
     RolesChanged, Stats,
 };
-pub use explain::{Explanation, PermissionReason, RoleReason};
+pub use explain::{
+    EffectivePermission, Explanation, Granted, Inheritance, InheritedRole, PermissionReason,
+    RoleReason,
+};
 pub use ids::{PermissionId, RoleId};
 pub use journal::{Corruption, IoAction, JournalError};
 pub use membership::Membership;
 pub use model::{GroupRoles, LoadError, Organization, Permission, Policy, Role};
-pub use snapshot::{EffectivePermission, LookupError, Snapshot, Warning};
+pub use snapshot::{LookupError, Snapshot, Warning};

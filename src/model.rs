@@ -35,7 +35,7 @@ pub use error::LoadError;
 
 /// A whole policy: permissions, environment roles, defaults and organizations.
 ///
-/// Field names and meaning follow DESIGN.md's policy file, which follows
+/// Field names and meaning follow the policy file of [`semantics`](crate::semantics), which follows
 /// Scalekit's roles & permissions. Unknown fields are rejected when parsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
@@ -135,7 +135,9 @@ impl Policy {
     ///
     /// [`LoadError::Syntax`] when the text is not JSON of the policy's shape,
     /// naming the path of the offending field (unknown fields included).
+    /// A leading UTF-8 byte order mark is skipped.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
+        let text = without_bom(text);
         let mut de = serde_json::Deserializer::from_str(text);
         let policy: Self =
             serde_path_to_error::deserialize(&mut de).map_err(|e| LoadError::from_json(None, e))?;
@@ -147,11 +149,14 @@ impl Policy {
     ///
     /// # Errors
     ///
-    /// [`LoadError::Syntax`] when the text is not TOML of the policy's shape.
+    /// [`LoadError::Syntax`] when the text is not TOML of the policy's shape,
+    /// with the line and column. A leading UTF-8 byte order mark is skipped.
     #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| LoadError::from_toml(None, e))?;
-        serde_path_to_error::deserialize(de).map_err(|e| LoadError::from_toml_path(None, e))
+        let text = without_bom(text);
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| LoadError::from_toml(None, text, e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| LoadError::from_toml_path(None, text, e))
     }
 
     /// Reads a policy file: `.toml` files as TOML (feature `toml`), anything
@@ -343,6 +348,12 @@ impl Organization {
         }
         self
     }
+}
+
+/// `text` without a leading UTF-8 byte order mark, which editors on Windows
+/// write and both parsers would reject as "expected value".
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 impl std::str::FromStr for Policy {

@@ -1,4 +1,4 @@
-//! The naming rules of DESIGN.md: 1–128 characters from `A–Z a–z 0–9 _ . : -`.
+//! The naming rules of [`semantics`](crate::semantics): 1–128 characters from `A–Z a–z 0–9 _ . : -`.
 
 /// The longest permission or role name accepted.
 pub(crate) const MAX_NAME_LEN: usize = 128;

@@ -7,6 +7,7 @@ use crate::bits;
 use crate::compiled::{Core, Grant, ENV};
 use crate::ids::{PermissionId, RoleId};
 use crate::membership::Members;
+use crate::text::Quote;
 
 /// A compiled policy: immutable, `Send + Sync`, and cheap to clone (one `Arc`).
 ///
@@ -62,13 +63,13 @@ impl std::ops::Deref for Data {
 #[non_exhaustive]
 pub enum LookupError {
     /// The permission is not declared.
-    #[error("permission `{name}` is not declared")]
+    #[error("permission {} is not declared{}", Quote(name), wildcard_hint(name))]
     UnknownPermission {
         /// The name asked for.
         name: String,
     },
     /// No role of that name in reach.
-    #[error("role `{name}` does not exist{}", in_org(organization.as_deref()))]
+    #[error("role {} does not exist{}", Quote(name), in_org(organization.as_deref()))]
     UnknownRole {
         /// The name asked for.
         name: String,
@@ -76,7 +77,7 @@ pub enum LookupError {
         organization: Option<String>,
     },
     /// The organization is not in the policy.
-    #[error("organization `{id}` does not exist")]
+    #[error("organization {} does not exist", Quote(id))]
     UnknownOrganization {
         /// The id asked for.
         id: String,
@@ -86,45 +87,19 @@ pub enum LookupError {
     EmptyRequirement,
 }
 
+/// Why a wildcard is never declared: it is a grant's shorthand, and a check
+/// names the one permission it needs.
+fn wildcard_hint(name: &str) -> &'static str {
+    if name.contains('*') {
+        ": wildcards are for grants; a check names one declared permission"
+    } else {
+        ""
+    }
+}
+
 fn in_org(org: Option<&str>) -> String {
-    org.map(|o| format!(" in organization `{o}`"))
+    org.map(|o| format!(" in organization {}", Quote(o)))
         .unwrap_or_default()
-}
-
-/// A permission a role has, and where it comes from.
-///
-/// What Scalekit's `permissions:all` returns, with the whole inheritance path
-/// rather than only the source role.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct EffectivePermission {
-    /// The permission.
-    pub name: String,
-    /// From the role asked about to the role whose direct grant gives the
-    /// permission (the shortest such path, ties broken by role name).
-    pub path: Vec<String>,
-    /// The direct grant that matched: the permission itself or a wildcard.
-    pub grant: String,
-}
-
-impl EffectivePermission {
-    /// The role whose direct grant gives the permission (the last of `path`).
-    #[must_use]
-    pub fn source_role(&self) -> &str {
-        self.path.last().map_or("", String::as_str)
-    }
-}
-
-impl fmt::Display for EffectivePermission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: ", self.name)?;
-        for (i, role) in self.path.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" -> ")?;
-            }
-            write!(f, "`{role}`")?;
-        }
-        write!(f, " grants `{}`", self.grant)
-    }
 }
 
 /// A finding of [`Snapshot::warnings`]: worth a look, but the policy is valid.
@@ -145,13 +120,6 @@ pub enum Warning {
         /// The grant as written (`projects:*`).
         grant: String,
     },
-    /// A role no role extends, no group maps and no default names.
-    UnreferencedRole {
-        /// The role.
-        role: String,
-        /// Its organization, `None` for an environment role.
-        organization: Option<String>,
-    },
 }
 
 impl fmt::Display for Warning {
@@ -159,7 +127,7 @@ impl fmt::Display for Warning {
         use crate::compile::RoleInScope;
         match self {
             Self::UngrantedPermission { name } => {
-                write!(f, "permission `{name}` is not granted by any role")
+                write!(f, "permission {} is not granted by any role", Quote(name))
             }
             Self::WildcardMatchesNothing {
                 role,
@@ -167,13 +135,9 @@ impl fmt::Display for Warning {
                 grant,
             } => write!(
                 f,
-                "{} grants `{grant}`, which matches no declared permission yet",
-                RoleInScope(role, organization.as_deref())
-            ),
-            Self::UnreferencedRole { role, organization } => write!(
-                f,
-                "{} is not extended, mapped to a group or a default role",
-                RoleInScope(role, organization.as_deref())
+                "{} grants {}, which matches no declared permission yet",
+                RoleInScope(role, organization.as_deref()),
+                Quote(grant)
             ),
         }
     }
@@ -364,135 +328,6 @@ impl Snapshot {
             .collect())
     }
 
-    /// The effective permissions of a role, each with the path of roles that
-    /// grants it: what Scalekit's `permissions:all` returns.
-    ///
-    /// # Errors
-    ///
-    /// [`LookupError::UnknownOrganization`] or [`LookupError::UnknownRole`].
-    pub fn effective_permissions(
-        &self,
-        organization: Option<&str>,
-        role: &str,
-    ) -> Result<Vec<EffectivePermission>, LookupError> {
-        let scope = match organization {
-            Some(org) => self
-                .0
-                .org_number(org)
-                .ok_or_else(|| LookupError::UnknownOrganization { id: org.to_owned() })?,
-            None => ENV,
-        };
-        let id = self
-            .role_in(scope, role)
-            .ok_or_else(|| LookupError::UnknownRole {
-                name: role.to_owned(),
-                organization: organization.map(str::to_owned),
-            })?;
-        let mut found = self.grant_paths(&[id]);
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(found)
-    }
-
-    /// Breadth-first from `starts` through `extends`, neighbours in name
-    /// order: the first role met that directly grants a permission gives its
-    /// path, which is then the shortest, ties broken by role name.
-    /// Breadth-first from `starts` up `extends`, the starts and each role's
-    /// bases taken in name order: every reachable role once, in visiting
-    /// order, and each role's parent (`u32::MAX` for a start). The first
-    /// path to a role is then a shortest one, ties broken by role name.
-    pub(crate) fn ancestors_bfs(&self, starts: &[RoleId]) -> (Vec<usize>, Vec<u32>) {
-        let d = &self.0;
-        let n = self.roles_len();
-        let mut parent = vec![u32::MAX; n];
-        let mut seen = vec![false; n];
-        let mut order: Vec<usize> = Vec::new();
-        let mut frontier: Vec<usize> = starts.iter().map(|r| r.index()).collect();
-        frontier.sort_unstable_by(|a, b| d.role_name(*a).cmp(d.role_name(*b)));
-        frontier.dedup();
-        for &s in &frontier {
-            if let Some(flag) = seen.get_mut(s) {
-                *flag = true;
-            }
-        }
-        let mut head = 0;
-        order.extend(frontier);
-        while let Some(&v) = order.get(head) {
-            head += 1;
-            let mut next: Vec<usize> = d.bases(v).iter().map(|&b| b as usize).collect();
-            next.sort_unstable_by(|a, b| d.role_name(*a).cmp(d.role_name(*b)));
-            for w in next {
-                if let Some(flag) = seen.get_mut(w) {
-                    if !*flag {
-                        *flag = true;
-                        if let Some(p) = parent.get_mut(w) {
-                            *p = v as u32;
-                        }
-                        order.push(w);
-                    }
-                }
-            }
-        }
-        (order, parent)
-    }
-
-    pub(crate) fn grant_paths(&self, starts: &[RoleId]) -> Vec<EffectivePermission> {
-        let d = &self.0;
-        let (order, parent) = self.ancestors_bfs(starts);
-        let mut assigned = vec![false; d.perms().slots()];
-        let mut out = Vec::new();
-        for &v in &order {
-            // Exact grants first, then wildcards from the longest prefix: the
-            // most specific grant is named, whatever the order the policy
-            // declares grants and roles in (wildcard indexes follow it).
-            let mut grants = d.grants(v).to_vec();
-            grants.sort_by_key(|&g| {
-                let wildcard = match d.grant(g) {
-                    Some(Grant::Prefix(p)) => Some(std::cmp::Reverse(p.len())),
-                    _ => None,
-                };
-                (wildcard, g)
-            });
-            for &g in &grants {
-                let (ids, text): (Vec<PermissionId>, String) = match d.grant(g) {
-                    Some(Grant::Exact(id)) => (vec![id], d.perms().name(id).to_owned()),
-                    Some(Grant::Prefix(prefix)) => {
-                        (d.perms().matching(prefix).collect(), format!("{prefix}*"))
-                    }
-                    None => continue,
-                };
-                for id in ids {
-                    let Some(flag) = assigned.get_mut(id.index()) else {
-                        continue;
-                    };
-                    if *flag {
-                        continue;
-                    }
-                    *flag = true;
-                    out.push(EffectivePermission {
-                        name: d.perms().name(id).to_owned(),
-                        path: self.path_to(&parent, v),
-                        grant: text.clone(),
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// The role names from a start of [`ancestors_bfs`](Self::ancestors_bfs) to `v`.
-    pub(crate) fn path_to(&self, parent: &[u32], mut v: usize) -> Vec<String> {
-        let mut path = vec![self.0.role_name(v).to_owned()];
-        while let Some(&p) = parent.get(v) {
-            if p == u32::MAX {
-                break;
-            }
-            v = p as usize;
-            path.push(self.0.role_name(v).to_owned());
-        }
-        path.reverse();
-        path
-    }
-
     /// The environment's default creator role.
     #[must_use]
     pub fn default_creator_role(&self) -> Option<RoleId> {
@@ -551,8 +386,10 @@ impl Snapshot {
         Ok(roles)
     }
 
-    /// What `lint` warns about: permissions no role grants, wildcards that
-    /// match nothing yet, roles nothing refers to. Deterministic order.
+    /// What `lint` warns about: likely mistakes only, permissions no role
+    /// grants and wildcards that match nothing yet. A role that nothing
+    /// extends, maps or names as a default is not one: roles are assigned to
+    /// users directly. Deterministic order.
     #[must_use]
     pub fn warnings(&self) -> Vec<Warning> {
         let d = &self.0;
@@ -566,23 +403,6 @@ impl Snapshot {
                 out.push(Warning::UngrantedPermission {
                     name: d.perms().name(*id).to_owned(),
                 });
-            }
-        }
-        let mut referenced = vec![false; self.roles_len()];
-        let mut mark = |r: RoleId| {
-            if let Some(flag) = referenced.get_mut(r.index()) {
-                *flag = true;
-            }
-        };
-        for r in self.roles() {
-            self.role_bases(r).for_each(&mut mark);
-        }
-        d.default_creator().into_iter().for_each(&mut mark);
-        d.default_member().into_iter().for_each(&mut mark);
-        for org in d.orgs() {
-            org.default_member.into_iter().for_each(&mut mark);
-            for (_, roles) in &org.groups {
-                roles.iter().copied().for_each(&mut mark);
             }
         }
         let mut roles: Vec<RoleId> = self.roles().collect();
@@ -604,12 +424,6 @@ impl Snapshot {
                     });
                 }
             }
-            if referenced.get(r.index()) == Some(&false) {
-                out.push(Warning::UnreferencedRole {
-                    role: self.role_name(r).to_owned(),
-                    organization,
-                });
-            }
         }
         out
     }
@@ -623,5 +437,36 @@ impl fmt::Debug for Snapshot {
             .field("permissions", &self.permissions_len())
             .field("organizations", &self.organizations_len())
             .finish_non_exhaustive()
+    }
+}
+
+/// A role's direct grant, for explanations.
+pub(crate) enum DirectGrant<'a> {
+    /// The permission itself.
+    Permission(PermissionId),
+    /// A wildcard: the text before its `*`.
+    Wildcard(&'a str),
+}
+
+impl Snapshot {
+    /// A role's direct grants, as the policy wrote them.
+    pub(crate) fn direct_grants(&self, role: RoleId) -> impl Iterator<Item = DirectGrant<'_>> + '_ {
+        let d = &self.0;
+        d.grants(role.index())
+            .iter()
+            .filter_map(move |&g| match d.grant(g)? {
+                Grant::Exact(id) => Some(DirectGrant::Permission(id)),
+                Grant::Prefix(p) => Some(DirectGrant::Wildcard(p)),
+            })
+    }
+
+    /// Live permission ids sorted by name.
+    pub(crate) fn permissions_by_name(&self) -> &[PermissionId] {
+        self.0.perms().sorted()
+    }
+
+    /// The scope number of a listed organization.
+    pub(crate) fn organization_scope(&self, organization: &str) -> Option<u32> {
+        self.0.org_number(organization)
     }
 }

@@ -664,11 +664,14 @@ fn roles_for_groups() {
 }
 
 #[test]
-fn warnings_name_ungranted_permissions_and_unreferenced_roles() {
+fn warnings_name_likely_mistakes_only() {
     let mut p = Policy::new();
     p.permission("used:x").permission("unused:x");
-    p.role("base").grant("used:x");
+    p.role("base").grant("used:x").grant("none:*");
     p.role("top").extends("base");
+    // Roles assigned to users directly: nothing extends or maps them.
+    p.role("solo").grant("used:x");
+    p.organization("org_1").role("local").grant("used:x");
     let s = p.compile().unwrap();
     assert_eq!(
         s.warnings(),
@@ -676,9 +679,10 @@ fn warnings_name_ungranted_permissions_and_unreferenced_roles() {
             Warning::UngrantedPermission {
                 name: "unused:x".into()
             },
-            Warning::UnreferencedRole {
-                role: "top".into(),
-                organization: None
+            Warning::WildcardMatchesNothing {
+                role: "base".into(),
+                organization: None,
+                grant: "none:*".into()
             },
         ]
     );

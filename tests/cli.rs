@@ -146,22 +146,53 @@ fn lint_warns_and_still_succeeds() {
     r.exits(0);
     assert_eq!(
         r.stdout,
-        "ok: 2 roles, 2 permissions, 0 organizations, deepest chain 2 roles, 3 warnings\n"
+        "ok: 2 roles, 2 permissions, 0 organizations, deepest chain 2 roles, 2 warnings\n"
     );
     assert_eq!(
         r.stderr_lines(),
         [
             "warning: permission `a:write` is not granted by any role",
             "warning: role `base` grants `b:*`, which matches no declared permission yet",
-            "warning: role `top` is not extended, mapped to a group or a default role",
         ]
     );
+}
+
+/// Roles assigned to users directly are normal in Scalekit: a large policy
+/// of them gave 20,000 warning lines, one per role nothing extends or maps.
+#[test]
+fn lint_of_a_large_policy_of_directly_assigned_roles_is_quiet() {
+    let permissions: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"name": "p:{i}"}}"#))
+        .collect();
+    let roles = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "{prefix}{i}", "permissions": ["p:{}"]}}"#,
+                    i % 100
+                )
+            })
+            .collect()
+    };
+    let policy = TempFile::json(&format!(
+        r#"{{"permissions": [{}], "roles": [{}], "organizations": [{{"id": "org_1", "roles": [{}]}}]}}"#,
+        permissions.join(","),
+        roles("r", 20_000).join(","),
+        roles("o", 1_000).join(",")
+    ));
+    let r = run(&["lint", "--policy", policy.path()]);
+    r.exits(0);
+    assert_eq!(
+        r.stdout,
+        "ok: 21000 roles, 100 permissions, 1 organization, deepest chain 1 role\n"
+    );
+    assert_eq!(r.stderr, "");
 }
 
 #[test]
 fn lint_summary_uses_singulars() {
     let policy = TempFile::json(
-        r#"{"permissions": [{"name": "a:read"}], "roles": [{"name": "solo", "permissions": ["a:read"]}],
+        r#"{"permissions": [{"name": "a:read"}], "roles": [{"name": "solo", "permissions": ["a:read", "b:*"]}],
             "organizations": [{"id": "org_1"}]}"#,
     );
     let r = run(&["lint", "--policy", policy.path()]);
@@ -172,7 +203,7 @@ fn lint_summary_uses_singulars() {
     );
     assert_eq!(
         r.stderr_lines(),
-        ["warning: role `solo` is not extended, mapped to a group or a default role"]
+        ["warning: role `solo` grants `b:*`, which matches no declared permission yet"]
     );
 }
 
@@ -339,6 +370,55 @@ group_roles = [{ group = "Managers", roles = ["manager"] }]
     assert!(r.stderr.contains("`bogus`"), "{r:#?}");
 }
 
+#[test]
+fn toml_errors_give_the_line_and_column() {
+    let broken = TempFile::new(
+        "toml",
+        "[[permissions]]\nname = \"a:b\"\n[[roles]]\nname = \"v\n",
+    );
+    let r = run(&["lint", "--policy", broken.path()]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [format!(
+            "error: invalid policy `{}`: invalid basic string, expected `\"` (line 4, column 10)",
+            broken.path()
+        )]
+    );
+    let broken = TempFile::new("toml", "[[roles]]\nname = 5\n");
+    let r = run(&["lint", "--policy", broken.path()]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [format!(
+            "error: invalid policy `{}`: invalid type: integer `5`, expected a string at `roles[0].name` (line 2, column 8)",
+            broken.path()
+        )]
+    );
+}
+
+/// Editors on Windows start UTF-8 files with a byte order mark; both
+/// parsers said "expected value".
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let json = TempFile::json(
+        "\u{feff}{\"permissions\": [{\"name\": \"a:b\"}], \"roles\": [{\"name\": \"v\", \"permissions\": [\"a:b\"]}]}",
+    );
+    let toml = TempFile::new(
+        "toml",
+        "\u{feff}[[permissions]]\nname = \"a:b\"\n[[roles]]\nname = \"v\"\npermissions = [\"a:b\"]\n",
+    );
+    for policy in [json.path(), toml.path()] {
+        let r = run(&["lint", "--policy", policy]);
+        r.exits(0);
+        assert_eq!(
+            r.stdout,
+            "ok: 1 role, 1 permission, 0 organizations, deepest chain 1 role\n"
+        );
+        assert_eq!(r.stderr, "");
+    }
+}
+
 // ---------------------------------------------------------------- check
 
 #[test]
@@ -402,7 +482,7 @@ fn check_of_an_undeclared_permission_denies_with_exit_2() {
     assert_eq!(r.stdout, "deny\n");
     assert_eq!(
         r.stderr_lines(),
-        ["error: permission `issues:*` is not declared"]
+        ["error: permission `issues:*` is not declared: wildcards are for grants; a check names one declared permission"]
     );
 }
 
@@ -829,10 +909,121 @@ fn eval_stops_quietly_when_stdout_closes() {
     assert_eq!(stderr, "");
 }
 
+#[test]
+fn eval_answers_an_overlong_line_with_an_error_and_continues() {
+    let query = r#"{"roles": ["viewer"], "check": "issues:read"}"#;
+    let long = format!(r#"{{"check": "{}"}}"#, "x".repeat(3 << 20));
+    let input = format!("{query}\n{long}\n{query}\n{long}");
+    let r = run_with(&["eval", "--policy", EXAMPLE], Some(&input));
+    r.exits(0);
+    assert_eq!(r.stderr, "");
+    let over = format!(
+        "the line is {} bytes, over the 1048576-byte limit",
+        long.len()
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{{\"allowed\":true}}\n\
+             {{\"allowed\":false,\"error\":\"line 2: {over}\"}}\n\
+             {{\"allowed\":true}}\n\
+             {{\"allowed\":false,\"error\":\"line 4: {over}\"}}\n"
+        )
+    );
+
+    // The limit is a flag; a line of exactly the limit is read.
+    let limit = query.len().to_string();
+    let input = format!("{query}\n{query} \n{query}\r\n");
+    let r = run_with(
+        &["eval", "--policy", EXAMPLE, "--max-line-bytes", &limit],
+        Some(&input),
+    );
+    r.exits(0);
+    let over = format!(
+        "the line is {} bytes, over the {limit}-byte limit",
+        query.len() + 1
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{{\"allowed\":true}}\n\
+             {{\"allowed\":false,\"error\":\"line 2: {over}\"}}\n\
+             {{\"allowed\":false,\"error\":\"line 3: {over}\"}}\n"
+        )
+    );
+}
+
+/// A 1,000,000-character name gave 2 MB of stderr; quoted input is cut
+/// after 64 characters, with its length.
+#[test]
+fn messages_cap_quoted_input_with_its_length() {
+    let huge = "r".repeat(1_000_000);
+    let cut = format!("`{}…` (1000000 characters)", "r".repeat(64));
+    let policy = TempFile::json(&format!(
+        r#"{{"roles": [{{"name": "{huge}"}}, {{"name": "x", "extends": "{huge}"}}]}}"#
+    ));
+    let r = run(&["lint", "--policy", policy.path()]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [
+            format!("error: role name {cut} is invalid: use 1-128 characters from `A-Z a-z 0-9 _ . : -`"),
+            format!("error: role `x` extends unknown role {cut} (environment roles may extend environment roles only)"),
+        ]
+    );
+
+    // An unknown field is echoed by the parser: capped too.
+    let policy = TempFile::json(&format!(r#"{{"{huge}": 1}}"#));
+    let r = run(&["lint", "--policy", policy.path()]);
+    r.exits(2);
+    assert!(r.stderr.len() < 400, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("unknown field {cut}")),
+        "{}",
+        r.stderr
+    );
+
+    // Command-line arguments (at most 128 KiB each on Linux).
+    let long = "p".repeat(100_000);
+    let r = run(&["check", "--policy", EXAMPLE, "--roles", &long, &long]);
+    r.exits(2);
+    let cut = format!("`{}…` (100000 characters)", "p".repeat(64));
+    assert_eq!(
+        r.stderr_lines(),
+        [format!("error: permission {cut} is not declared")]
+    );
+    let r = run(&["explain", "--policy", EXAMPLE, "--role", &long]);
+    r.exits(2);
+    assert_eq!(
+        r.stderr_lines(),
+        [format!("error: role {cut} does not exist")]
+    );
+
+    // `eval` answers: an undeclared permission and an unknown field.
+    let input = format!("{{\"check\": \"{long}\"}}\n{{\"{long}\": 1}}\n");
+    let r = run_with(&["eval", "--policy", EXAMPLE], Some(&input));
+    r.exits(0);
+    let answers: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON answer"))
+        .collect();
+    assert_eq!(
+        answers[0]["error"],
+        format!("line 1: permission {cut} is not declared")
+    );
+    let second = answers[1]["error"].as_str().expect("an error");
+    assert!(
+        second.starts_with(&format!("line 2: invalid query: unknown field {cut}")),
+        "{second}"
+    );
+    assert!(second.len() < 400, "{second}");
+}
+
 // ---------------------------------------------------------------- explain
 
 #[test]
-fn explain_prints_each_permission_with_its_path() {
+fn explain_prints_the_inheritance_tree() {
     let r = run(&[
         "explain",
         "--policy",
@@ -847,42 +1038,56 @@ fn explain_prints_each_permission_with_its_path() {
     assert_eq!(
         r.stdout,
         "\
-role `delivery_lead` in organization `org_69615647365005430`: 12 effective permissions
-issues:read      delivery_lead -> maintainer -> writer -> viewer (grants issues:read)
-issues:write     delivery_lead -> maintainer -> writer (grants issues:write)
-projects:create  delivery_lead -> project_manager (grants projects:create)
-projects:read    delivery_lead -> project_manager -> team_member (grants projects:read)
-projects:update  delivery_lead -> project_manager (grants projects:update)
-pulls:merge      delivery_lead -> maintainer (grants pulls:merge)
-repos:read       delivery_lead -> maintainer -> writer -> viewer (grants repos:read)
-repos:settings   delivery_lead -> maintainer (grants repos:settings)
-repos:write      delivery_lead -> maintainer -> writer (grants repos:write)
-tasks:assign     delivery_lead -> project_manager (grants tasks:assign)
-tasks:read       delivery_lead -> project_manager -> team_member (grants tasks:read)
-tasks:update     delivery_lead -> project_manager -> team_member (grants tasks:update)
+role `delivery_lead` in organization `org_69615647365005430`: 12 effective permissions from 6 roles
+delivery_lead
+maintainer via delivery_lead
+  pulls:merge
+  repos:settings
+project_manager via delivery_lead
+  projects:create
+  projects:update
+  tasks:assign
+writer via maintainer
+  issues:write
+  repos:write
+team_member via project_manager
+  projects:read
+  tasks:read
+  tasks:update
+viewer via writer
+  issues:read
+  repos:read
 "
     );
 }
 
 #[test]
 fn explain_shows_wildcards_and_shortest_paths() {
+    // `project_admin`'s wildcard gives `projects:create` before
+    // `project_manager` is reached; `writer` (one step) comes before
+    // `team_member` (two steps) although it sorts after it.
     let r = run(&["explain", "--policy", EXAMPLE, "--role", "project_admin"]);
     r.exits(0);
     assert_eq!(
         r.stdout,
         "\
-role `project_admin`: 11 effective permissions
-issues:read      project_admin -> writer -> viewer (grants issues:read)
-issues:write     project_admin -> writer (grants issues:write)
-projects:create  project_admin (grants projects:*)
-projects:delete  project_admin (grants projects:*)
-projects:read    project_admin (grants projects:*)
-projects:update  project_admin (grants projects:*)
-repos:read       project_admin -> writer -> viewer (grants repos:read)
-repos:write      project_admin -> writer (grants repos:write)
-tasks:assign     project_admin -> project_manager (grants tasks:assign)
-tasks:read       project_admin -> project_manager -> team_member (grants tasks:read)
-tasks:update     project_admin -> project_manager -> team_member (grants tasks:update)
+role `project_admin`: 11 effective permissions from 5 roles
+project_admin
+  projects:create (grants projects:*)
+  projects:delete (grants projects:*)
+  projects:read (grants projects:*)
+  projects:update (grants projects:*)
+project_manager via project_admin
+  tasks:assign
+writer via project_admin
+  issues:write
+  repos:write
+team_member via project_manager
+  tasks:read
+  tasks:update
+viewer via writer
+  issues:read
+  repos:read
 "
     );
 }
@@ -894,12 +1099,15 @@ fn explain_a_role_without_permissions() {
     );
     let r = run(&["explain", "--policy", policy.path(), "--role", "empty"]);
     r.exits(0);
-    assert_eq!(r.stdout, "role `empty`: 0 effective permissions\n");
+    assert_eq!(
+        r.stdout,
+        "role `empty`: 0 effective permissions from 1 role\nempty\n"
+    );
     let r = run(&["explain", "--policy", policy.path(), "--role", "one"]);
     r.exits(0);
     assert_eq!(
         r.stdout,
-        "role `one`: 1 effective permission\na:read  one (grants a:read)\n"
+        "role `one`: 1 effective permission from 1 role\none\n  a:read\n"
     );
 }
 
@@ -910,49 +1118,61 @@ fn explain_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&r.stdout).expect("explain --json prints one JSON document")
 }
 
-fn permission<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["permissions"]
-        .as_array()
-        .expect("a permissions array")
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("`{name}` is listed"))
+/// Every permission of an `explain --json` document with its path, rebuilt
+/// from the `via` pointers, and its grant.
+fn json_paths(doc: &serde_json::Value) -> Vec<(String, Vec<String>, String)> {
+    let roles = doc["roles"].as_array().expect("a roles array");
+    let mut out = Vec::new();
+    for (i, role) in roles.iter().enumerate() {
+        let mut path = Vec::new();
+        let mut at = Some(i);
+        while let Some(j) = at {
+            assert!(j <= i, "a parent comes before its children");
+            let parent = roles
+                .get(j)
+                .unwrap_or_else(|| panic!("`via` {j} is an index into roles"));
+            path.push(parent["name"].as_str().expect("a name").to_owned());
+            at = parent["via"].as_u64().map(|v| v as usize);
+        }
+        path.reverse();
+        assert_eq!(role["depth"].as_u64(), Some(path.len() as u64 - 1));
+        for p in role["permissions"].as_array().expect("a permissions array") {
+            out.push((
+                p["name"].as_str().expect("a name").to_owned(),
+                path.clone(),
+                p["grant"].as_str().expect("a grant").to_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn row(name: &str, path: &[&str], grant: &str) -> (String, Vec<String>, String) {
+    (
+        name.to_owned(),
+        path.iter().map(|s| (*s).to_owned()).collect(),
+        grant.to_owned(),
+    )
 }
 
 #[test]
-fn explain_json_gives_paths_and_sources() {
+fn explain_json_gives_the_tree_with_parent_pointers() {
     let doc = explain_json(&["explain", "--policy", EXAMPLE, "--role", "admin", "--json"]);
     assert_eq!(doc["role"], "admin");
     assert!(doc["organization"].is_null());
-    let names: Vec<&str> = doc["permissions"]
-        .as_array()
-        .expect("a permissions array")
-        .iter()
-        .map(|p| p["name"].as_str().expect("a name"))
-        .collect();
-    assert_eq!(names.len(), 11);
-    let mut sorted = names.clone();
-    sorted.sort_unstable();
-    assert_eq!(names, sorted, "sorted by name");
-    assert_eq!(
-        permission(&doc, "issues:read"),
-        &serde_json::json!({
-            "name": "issues:read",
-            "role_name": "viewer",
-            "path": ["admin", "maintainer", "writer", "viewer"],
-            "grant": "issues:read",
-        })
-    );
-    assert_eq!(
-        permission(&doc, "billing:read"),
-        &serde_json::json!({
-            "name": "billing:read",
-            "role_name": "admin",
-            "path": ["admin"],
-            "grant": "billing:*",
-        })
-    );
-    assert!(!names.contains(&"projects:read"));
+    assert_eq!(doc["effective_permissions"], 11);
+    assert_eq!(doc["roles"][0]["name"], "admin");
+    assert!(doc["roles"][0]["via"].is_null());
+    let paths = json_paths(&doc);
+    assert_eq!(paths.len(), 11);
+    assert!(paths.contains(&row(
+        "issues:read",
+        &["admin", "maintainer", "writer", "viewer"],
+        "issues:read"
+    )));
+    assert!(paths.contains(&row("billing:read", &["admin"], "billing:*")));
+    assert!(!paths.iter().any(|(name, _, _)| name == "projects:read"));
 
     let doc = explain_json(&[
         "explain",
@@ -966,16 +1186,127 @@ fn explain_json_gives_paths_and_sources() {
     ]);
     assert_eq!(doc["role"], "billing_admin");
     assert_eq!(doc["organization"], ORG);
-    assert_eq!(
-        permission(&doc, "repos:read")["path"],
-        serde_json::json!(["billing_admin", "viewer"])
+    assert_eq!(doc["roles"][0]["organization"], ORG);
+    assert!(
+        doc["roles"][1]["organization"].is_null(),
+        "viewer is an environment role"
     );
+    assert!(json_paths(&doc).contains(&row(
+        "repos:read",
+        &["billing_admin", "viewer"],
+        "repos:read"
+    )));
     // An environment role looked up through an organization belongs to none.
     let doc = explain_json(&[
         "explain", "--policy", EXAMPLE, "--org", ORG, "--role", "viewer", "--json",
     ]);
     assert!(doc["organization"].is_null());
-    assert_eq!(doc["permissions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(doc["effective_permissions"], 2);
+}
+
+#[test]
+fn explain_json_paths_are_the_libraries_effective_permissions() {
+    let snapshot: rolegraph::Policy = std::fs::read_to_string(EXAMPLE)
+        .expect("the example")
+        .parse()
+        .expect("a policy");
+    let snapshot = snapshot.compile().expect("valid");
+    for role in ["admin", "project_admin", "viewer", "writer"] {
+        let doc = explain_json(&["explain", "--policy", EXAMPLE, "--role", role, "--json"]);
+        let mut expected: Vec<_> = snapshot
+            .effective_permissions(None, role)
+            .expect("a role")
+            .into_iter()
+            .map(|e| (e.name, e.path, e.grant))
+            .collect();
+        expected.sort();
+        assert_eq!(json_paths(&doc), expected, "{role}");
+    }
+}
+
+/// A chain `r0` <- `r1` <- ... <- `r99999` where every 100th role grants a
+/// permission of its own: every path is a prefix of the longest, so printing
+/// each permission's whole path is quadratic (over 300 MB here); the tree is
+/// linear. (One permission per role would be the same, but its 100,000 ×
+/// 100,000-bit rows take 1.25 GB to compile.)
+#[test]
+fn explain_of_a_100k_role_chain_is_linear() {
+    const N: usize = 100_000;
+    const EVERY: usize = 100;
+    let mut json = String::from("{\"permissions\": [");
+    for i in (0..N).step_by(EVERY) {
+        json.push_str(&format!(
+            "{}{{\"name\": \"p:{i}\"}}",
+            if i > 0 { "," } else { "" }
+        ));
+    }
+    json.push_str("], \"roles\": [");
+    for i in 0..N {
+        let extends = if i > 0 {
+            format!(", \"extends\": \"r{}\"", i - 1)
+        } else {
+            String::new()
+        };
+        let grants = if i % EVERY == 0 {
+            format!(", \"permissions\": [\"p:{i}\"]")
+        } else {
+            String::new()
+        };
+        json.push_str(&format!(
+            "{}{{\"name\": \"r{i}\"{grants}{extends}}}",
+            if i > 0 { "," } else { "" }
+        ));
+    }
+    json.push_str("]}");
+    let policy = TempFile::json(&json);
+    let top = format!("r{}", N - 1);
+    let r = run(&["explain", "--policy", policy.path(), "--role", &top]);
+    r.exits(0);
+    assert!(
+        r.stdout.len() < 100 * N,
+        "{} bytes for {N} roles",
+        r.stdout.len()
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + N + N / EVERY);
+    assert_eq!(
+        lines[0],
+        "role `r99999`: 1000 effective permissions from 100000 roles"
+    );
+    assert_eq!(
+        lines[1..4],
+        ["r99999", "r99998 via r99999", "r99997 via r99998"]
+    );
+    assert_eq!(
+        lines[lines.len() - 3..],
+        ["r1 via r2", "r0 via r1", "  p:0"]
+    );
+    assert!(lines.contains(&"r100 via r101"));
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("  p:")).count(),
+        N / EVERY
+    );
+
+    let r = run(&[
+        "explain",
+        "--policy",
+        policy.path(),
+        "--role",
+        &top,
+        "--json",
+    ]);
+    r.exits(0);
+    assert!(
+        r.stdout.len() < 200 * N,
+        "{} bytes for {N} roles",
+        r.stdout.len()
+    );
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    assert_eq!(doc["effective_permissions"], N / EVERY);
+    let last = &doc["roles"][N - 1];
+    assert_eq!(last["name"], "r0");
+    assert_eq!(last["via"], N - 2);
+    assert_eq!(last["depth"], N - 1);
 }
 
 #[test]

@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use rolegraph::{Claims, LookupError, Policy, Requirement, Snapshot};
 
+/// The library's message helpers: user input quoted the same way, capped.
+#[allow(dead_code, reason = "the binary uses some of the helpers only")]
+#[path = "../text.rs"]
+mod text;
+
+use text::{CapQuotes, Quote};
+
 /// The exit-status paragraph every help page ends with.
 macro_rules! exit_status {
     () => {
@@ -71,9 +78,10 @@ struct PolicyArg {
 ///
 /// Prints one summary line on stdout (roles, permissions, organizations, the
 /// deepest inheritance chain counted in roles) and exits 0 when the policy is
-/// valid; findings that do not make it invalid (a permission no role grants,
-/// a wildcard that matches nothing yet, a role nothing refers to) are printed
-/// on stderr as `warning: ...` lines. When the policy is invalid, every problem
+/// valid; likely mistakes that do not make it invalid (a permission no role
+/// grants, a wildcard that matches nothing yet) are printed on stderr as
+/// `warning: ...` lines. A role nothing extends or maps is not one: roles are
+/// assigned to users directly. When the policy is invalid, every problem
 /// is printed on stderr as an `error: ...` line, in a deterministic order, and
 /// the exit status is 2.
 #[derive(Debug, Args)]
@@ -153,7 +161,10 @@ struct CheckArgs {
 ///
 ///   {"allowed":false,"error":"line N: ..."}
 ///
-/// and evaluation continues. Blank lines are skipped but counted.
+/// and evaluation continues. Blank lines are skipped but counted. A line
+/// longer than --max-line-bytes (1 MiB by default) is not read into memory:
+///
+///   {"allowed":false,"error":"line N: the line is 104857600 bytes, over the 1048576-byte limit"}
 ///
 /// Exits 0 once every line is answered, 2 when the policy cannot be loaded.
 #[derive(Debug, Args)]
@@ -171,15 +182,24 @@ struct CheckArgs {
 struct EvalArgs {
     #[command(flatten)]
     policy: PolicyArg,
+    /// The longest query line read, in bytes; a longer line is skipped
+    /// (never held in memory) and answered with an error.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_line_bytes: usize,
 }
 
-/// Show a role's effective permissions and the path that grants each.
+/// Show where a role's effective permissions come from, as a tree.
 ///
-/// Lists every permission the role has, directly or by inheritance, sorted by
-/// name, each with the chain of roles from ROLE through `extends` to the role
-/// whose direct grant (a permission or a wildcard) gives it. Where several
-/// chains grant a permission, the shortest is shown, ties broken by role name.
-/// An unknown role or organization is an error (exit 2).
+/// Prints a summary line, then every role ROLE extends, directly or not,
+/// once each, breadth-first from ROLE: a line `NAME via PARENT` (PARENT is
+/// the role that extends NAME on the shortest path from ROLE, ties broken by
+/// role name; ROLE's own line has no `via`), then, indented by two spaces,
+/// the permissions NAME is the first to grant on that walk, sorted by name,
+/// with `(grants WILDCARD)` when a wildcard gives them. A permission's path
+/// is its role's chain of `via` up to ROLE: the shortest path that grants
+/// it, ties broken by role name. The output is linear in the roles and
+/// permissions, however deep the chain. An unknown role or organization is
+/// an error (exit 2).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:
@@ -198,8 +218,12 @@ struct ExplainArgs {
     /// The role to explain.
     #[arg(long, value_name = "ROLE")]
     role: String,
-    /// Print one JSON document instead of text:
-    /// {"role", "organization", "permissions": [{"name", "role_name", "path", "grant"}]}.
+    /// Print one JSON document instead of text, the same tree with one
+    /// role per line: {"role", "organization", "effective_permissions": N,
+    /// "roles": [{"name", "organization", "via", "depth", "permissions":
+    /// [{"name", "grant"}]}]}. "via" is the index in "roles" of the role
+    /// that extends this one (null for ROLE, entry 0); a permission's path
+    /// is the chain of "via" from its role up to entry 0.
     #[arg(long)]
     json: bool,
 }
@@ -382,7 +406,8 @@ fn check(args: &CheckArgs) -> Outcome {
     if let Some(org) = claims.organization.as_deref() {
         if !snapshot.organizations().any(|o| o == org) {
             warning(&format!(
-                "organization `{org}` is not in the policy: only environment roles resolve"
+                "organization {} is not in the policy: only environment roles resolve",
+                Quote(org)
             ));
         }
     }
@@ -394,10 +419,13 @@ fn check(args: &CheckArgs) -> Outcome {
     } else {
         let org = claims.organization.as_deref();
         for name in unknown_roles(&snapshot, org, &claims.roles) {
-            warning(&format!("unknown role `{name}`: ignored"));
+            warning(&format!("unknown role {}: ignored", Quote(name)));
         }
         for name in ignored_permissions(&snapshot, &claims.permissions) {
-            warning(&format!("undeclared claimed permission `{name}`: ignored"));
+            warning(&format!(
+                "undeclared claimed permission {}: ignored",
+                Quote(name)
+            ));
         }
         let allowed = snapshot.principal_for(&claims).satisfies(&requirement);
         writeln!(out, "{}", if allowed { "allow" } else { "deny" })?;
@@ -453,6 +481,7 @@ fn json_message(err: &serde_json::Error) -> String {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "invalid json",
         serde_json::error::Category::Data | serde_json::error::Category::Io => "invalid query",
     };
+    let message = CapQuotes(message);
     if err.column() > 0 {
         format!("{kind}: {message} (column {})", err.column())
     } else {
@@ -540,21 +569,24 @@ fn eval(args: &EvalArgs) -> Outcome {
     let mut bytes = Vec::new();
     let mut number: usize = 0;
     loop {
-        bytes.clear();
-        let read = input.read_until(b'\n', &mut bytes).map_err(|e| {
+        let line = read_line(&mut input, &mut bytes, args.max_line_bytes).map_err(|e| {
             Failure::one(format!(
                 "cannot read stdin: {}",
                 lowercase_first(&e.to_string())
             ))
         })?;
-        if read == 0 {
+        let Some(line) = line else {
             break;
-        }
+        };
         number += 1;
-        let answer = match std::str::from_utf8(&bytes) {
-            Ok(text) if text.trim().is_empty() => None,
-            Ok(text) => Some(answer_query(&snapshot, text.trim_end())),
-            Err(_) => Some(Err("invalid json: the line is not utf-8".to_owned())),
+        let answer = match (line, std::str::from_utf8(&bytes)) {
+            (Line::TooLong(length), _) => Some(Err(format!(
+                "the line is {length} bytes, over the {}-byte limit",
+                args.max_line_bytes
+            ))),
+            (Line::Read, Ok(text)) if text.trim().is_empty() => None,
+            (Line::Read, Ok(text)) => Some(answer_query(&snapshot, text.trim_end())),
+            (Line::Read, Err(_)) => Some(Err("invalid json: the line is not utf-8".to_owned())),
         };
         if let Some(answer) = answer {
             let answer = answer.unwrap_or_else(|error| Answer {
@@ -575,77 +607,142 @@ fn eval(args: &EvalArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `explain --json` output.
+/// What [`read_line`] read.
+enum Line {
+    /// The line is in the buffer, without its `\n`.
+    Read,
+    /// The line has this many bytes (without its `\n`), over the limit: it
+    /// was skipped, and the buffer holds none of it.
+    TooLong(u64),
+}
+
+/// Reads one line into `line`, holding at most `limit` bytes of it in
+/// memory whatever its length: a longer line is read to its end and
+/// dropped. `None` at the end of the input.
+fn read_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<Line>> {
+    line.clear();
+    let mut length: u64 = 0;
+    let mut started = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        started = true;
+        let end = chunk.iter().position(|&b| b == b'\n');
+        let part = chunk.get(..end.unwrap_or(chunk.len())).unwrap_or_default();
+        length += part.len() as u64;
+        if length <= limit as u64 {
+            line.extend_from_slice(part);
+        } else if !line.is_empty() {
+            line.clear();
+            line.shrink_to(limit);
+        }
+        let used = end.map_or(chunk.len(), |at| at + 1);
+        input.consume(used);
+        if end.is_some() {
+            break;
+        }
+    }
+    Ok(started.then_some(if length > limit as u64 {
+        Line::TooLong(length)
+    } else {
+        Line::Read
+    }))
+}
+
+/// `explain --json`: one role of the tree (see `ExplainArgs`).
 #[derive(Debug, Serialize)]
-struct RoleReport<'a> {
-    role: &'a str,
+struct TreeRole<'a> {
+    name: &'a str,
     organization: Option<&'a str>,
-    permissions: Vec<PermissionReport<'a>>,
+    via: Option<usize>,
+    depth: usize,
+    permissions: Vec<TreeGrant<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-struct PermissionReport<'a> {
+struct TreeGrant<'a> {
     name: &'a str,
-    role_name: &'a str,
-    path: &'a [String],
     grant: &'a str,
 }
 
+/// Writes the tree as it walks it: output linear in the roles and grants,
+/// never one string for the whole of it.
 fn explain(args: &ExplainArgs) -> Outcome {
     let snapshot = compile(&args.policy.policy)?;
     let org = args.org.as_deref();
-    let effective = snapshot
-        .effective_permissions(org, &args.role)
+    let tree = snapshot
+        .inheritance(org, &args.role)
         .map_err(|e| Failure::one(e.to_string()))?;
     // The organization the role belongs to: an environment role looked up
     // through an organization still belongs to none.
-    let role_org = snapshot
-        .role(org, &args.role)
-        .and_then(|id| snapshot.role_organization(id));
-    let mut out = io::stdout().lock();
+    let role_org = tree.roles().first().and_then(|r| r.organization.as_deref());
+    let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
-        let report = RoleReport {
-            role: &args.role,
-            organization: role_org,
-            permissions: effective
-                .iter()
-                .map(|e| PermissionReport {
-                    name: &e.name,
-                    role_name: e.source_role(),
-                    path: &e.path,
-                    grant: &e.grant,
-                })
-                .collect(),
-        };
-        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
-        writeln!(out)?;
+        write!(out, "{{\"role\":")?;
+        serde_json::to_writer(&mut out, &args.role).map_err(io::Error::from)?;
+        write!(out, ",\"organization\":")?;
+        serde_json::to_writer(&mut out, &role_org).map_err(io::Error::from)?;
+        write!(
+            out,
+            ",\"effective_permissions\":{},\"roles\":[",
+            tree.permissions_len()
+        )?;
+        for (i, role) in tree.roles().iter().enumerate() {
+            out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+            let entry = TreeRole {
+                name: &role.name,
+                organization: role.organization.as_deref(),
+                via: role.via,
+                depth: role.depth,
+                permissions: role
+                    .grants
+                    .iter()
+                    .map(|g| TreeGrant {
+                        name: &g.permission,
+                        grant: &g.grant,
+                    })
+                    .collect(),
+            };
+            serde_json::to_writer(&mut out, &entry).map_err(io::Error::from)?;
+        }
+        writeln!(out, "\n]}}")?;
     } else {
-        write!(out, "role `{}`", args.role)?;
+        write!(out, "role {}", Quote(&args.role))?;
         if let Some(o) = role_org {
-            write!(out, " in organization `{o}`")?;
+            write!(out, " in organization {}", Quote(o))?;
         }
         writeln!(
             out,
-            ": {}",
+            ": {} from {}",
             count(
-                effective.len(),
+                tree.permissions_len(),
                 "effective permission",
                 "effective permissions"
-            )
+            ),
+            count(tree.roles().len(), "role", "roles")
         )?;
-        let width = effective
-            .iter()
-            .map(|e| e.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        for e in &effective {
-            writeln!(
-                out,
-                "{:width$}  {} (grants {})",
-                e.name,
-                e.path.join(" -> "),
-                e.grant
-            )?;
+        for role in tree.roles() {
+            match role.via.and_then(|p| tree.roles().get(p)) {
+                Some(parent) => writeln!(out, "{} via {}", role.name, parent.name)?,
+                None => writeln!(out, "{}", role.name)?,
+            }
+            for g in &role.grants {
+                if g.grant == g.permission {
+                    writeln!(out, "  {}", g.permission)?;
+                } else {
+                    writeln!(out, "  {} (grants {})", g.permission, g.grant)?;
+                }
+            }
         }
     }
     out.flush()?;

@@ -1,6 +1,9 @@
-//! What makes a policy invalid: every rule of DESIGN.md's "Validity" section.
+//! What makes a policy invalid: every rule of the "Validity" section of
+//! [`semantics`](crate::semantics).
 
 use std::fmt;
+
+use crate::text::Quote;
 
 /// A policy broke one or more validity rules; the policy is rejected whole.
 ///
@@ -207,7 +210,7 @@ impl fmt::Display for Cycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("role inheritance has a cycle")?;
         if let Some(org) = &self.organization {
-            write!(f, " in organization `{org}`")?;
+            write!(f, " in organization {}", Quote(org))?;
         }
         f.write_str(" among ")?;
         write_list(f, &self.members, ", ")?;
@@ -221,7 +224,7 @@ fn write_list(f: &mut fmt::Formatter<'_>, items: &[String], sep: &str) -> fmt::R
         if i > 0 {
             f.write_str(sep)?;
         }
-        write!(f, "`{item}`")?;
+        write!(f, "{}", Quote(item))?;
     }
     Ok(())
 }
@@ -231,9 +234,9 @@ pub(crate) struct RoleInScope<'a>(pub(crate) &'a str, pub(crate) Option<&'a str>
 
 impl fmt::Display for RoleInScope<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "role `{}`", self.0)?;
+        write!(f, "role {}", Quote(self.0))?;
         if let Some(org) = self.1 {
-            write!(f, " in organization `{org}`")?;
+            write!(f, " in organization {}", Quote(org))?;
         }
         Ok(())
     }
@@ -287,15 +290,15 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidPermissionName { name } => {
-                write!(f, "permission name `{name}` is invalid: {NAME_RULE}")
+                write!(f, "permission name {} is invalid: {NAME_RULE}", Quote(name))
             }
             Self::DuplicatePermission { name } => {
-                write!(f, "permission `{name}` is declared more than once")
+                write!(f, "permission {} is declared more than once", Quote(name))
             }
             Self::InvalidRoleName { organization, name } => {
-                write!(f, "role name `{name}`")?;
+                write!(f, "role name {}", Quote(name))?;
                 if let Some(org) = organization {
-                    write!(f, " in organization `{org}`")?;
+                    write!(f, " in organization {}", Quote(org))?;
                 }
                 write!(f, " is invalid: {NAME_RULE}")
             }
@@ -310,10 +313,14 @@ impl fmt::Display for Problem {
                 RoleInScope(name, Some(organization))
             ),
             Self::InvalidOrganizationId { id } => {
-                write!(f, "organization id `{id}` is invalid: it must not be empty")
+                write!(
+                    f,
+                    "organization id {} is invalid: it must not be empty",
+                    Quote(id)
+                )
             }
             Self::DuplicateOrganization { id } => {
-                write!(f, "organization `{id}` is declared more than once")
+                write!(f, "organization {} is declared more than once", Quote(id))
             }
             Self::UnknownBaseRole {
                 organization,
@@ -322,8 +329,9 @@ impl fmt::Display for Problem {
             } => {
                 write!(
                     f,
-                    "{} extends unknown role `{base}`",
-                    RoleInScope(role, organization.as_deref())
+                    "{} extends unknown role {}",
+                    RoleInScope(role, organization.as_deref()),
+                    Quote(base)
                 )?;
                 if organization.is_none() {
                     f.write_str(" (environment roles may extend environment roles only)")?;
@@ -336,8 +344,9 @@ impl fmt::Display for Problem {
                 grant,
             } => write!(
                 f,
-                "{} grants `{grant}`, which is neither a permission name nor a wildcard ending in `*`",
-                RoleInScope(role, organization.as_deref())
+                "{} grants {}, which is neither a permission name nor a wildcard ending in `*`",
+                RoleInScope(role, organization.as_deref()),
+                Quote(grant)
             ),
             Self::UnknownPermission {
                 organization,
@@ -345,17 +354,18 @@ impl fmt::Display for Problem {
                 permission,
             } => write!(
                 f,
-                "{} grants undeclared permission `{permission}`",
-                RoleInScope(role, organization.as_deref())
+                "{} grants undeclared permission {}",
+                RoleInScope(role, organization.as_deref()),
+                Quote(permission)
             ),
             Self::UnknownDefaultRole {
                 organization,
                 which,
                 role,
             } => {
-                write!(f, "{which} `{role}`")?;
+                write!(f, "{which} {}", Quote(role))?;
                 if let Some(org) = organization {
-                    write!(f, " of organization `{org}`")?;
+                    write!(f, " of organization {}", Quote(org))?;
                 }
                 f.write_str(" is not a role in reach")
             }
@@ -365,7 +375,10 @@ impl fmt::Display for Problem {
                 role,
             } => write!(
                 f,
-                "group `{group}` in organization `{organization}` maps to unknown role `{role}`"
+                "group {} in organization {} maps to unknown role {}",
+                Quote(group),
+                Quote(organization),
+                Quote(role)
             ),
             Self::Cycle(c) => c.fmt(f),
             Self::TooMany { what, count } => {

@@ -1,6 +1,6 @@
 //! Errors reading a policy file.
 
-use crate::text::Lowercase;
+use crate::text::{CapQuotes, Lowercase, Quote};
 use std::path::{Path, PathBuf};
 
 /// A policy could not be read: the file, its syntax, or its shape.
@@ -68,11 +68,11 @@ impl LoadError {
     }
 
     #[cfg(feature = "toml")]
-    pub(crate) fn from_toml(file: Option<&Path>, err: toml::de::Error) -> Self {
+    pub(crate) fn from_toml(file: Option<&Path>, text: &str, err: toml::de::Error) -> Self {
         Self::Syntax {
             file: file.map(Path::to_path_buf),
             path: String::new(),
-            position: None,
+            position: err.span().map(|span| line_and_column(text, span.start)),
             message: one_line(err.message()),
         }
     }
@@ -80,6 +80,7 @@ impl LoadError {
     #[cfg(feature = "toml")]
     pub(crate) fn from_toml_path(
         file: Option<&Path>,
+        text: &str,
         err: serde_path_to_error::Error<toml::de::Error>,
     ) -> Self {
         let path = clean_path(err.path().to_string());
@@ -87,7 +88,7 @@ impl LoadError {
         Self::Syntax {
             file: file.map(Path::to_path_buf),
             path,
-            position: None,
+            position: inner.span().map(|span| line_and_column(text, span.start)),
             message: one_line(inner.message()),
         }
     }
@@ -125,9 +126,9 @@ impl LoadError {
             out.push_str(&format!(" `{}`", file.display()));
         }
         out.push_str(": ");
-        out.push_str(message);
+        out.push_str(&CapQuotes(message).to_string());
         if !path.is_empty() {
-            out.push_str(&format!(" at `{path}`"));
+            out.push_str(&format!(" at {}", Quote(path)));
         }
         if let Some((line, column)) = position {
             out.push_str(&format!(" (line {line}, column {column})"));
@@ -142,6 +143,15 @@ fn clean_path(path: String) -> String {
     } else {
         path
     }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+#[cfg(feature = "toml")]
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    let column = before.get(line_start..).unwrap_or("").chars().count() + 1;
+    (before.matches('\n').count() + 1, column)
 }
 
 #[cfg(feature = "toml")]

@@ -2,6 +2,7 @@
 
 use crate::change::ChangeError;
 use crate::engine::OpenError;
+use crate::text::CapQuotes;
 
 use super::source::SourceError;
 
@@ -23,7 +24,7 @@ pub enum WebhookError {
         name: &'static str,
     },
     /// A header is present but cannot be read.
-    #[error("malformed header `{name}`: {reason}")]
+    #[error("malformed header `{name}`: {}", CapQuotes(reason))]
     MalformedHeader {
         /// The header's name, lower-cased.
         name: &'static str,
@@ -69,7 +70,7 @@ pub enum WebhookError {
         secrets: usize,
     },
     /// The body is not a Scalekit event of a known shape.
-    #[error("malformed event: {reason}")]
+    #[error("malformed event: {}", CapQuotes(reason))]
     MalformedEvent {
         /// What is wrong, with the offending input in backticks.
         reason: String,
@@ -77,7 +78,7 @@ pub enum WebhookError {
     /// The event names something that does not exist yet (a role extending a
     /// base role not created yet, a user given a role not created yet), and
     /// no source could provide it.
-    #[error("event depends on what does not exist yet: {what}")]
+    #[error("event depends on what does not exist yet: {}", CapQuotes(what))]
     MissingDependency {
         /// What is missing, as the engine said it.
         what: String,
