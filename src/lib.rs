@@ -15,6 +15,7 @@
 //! - `toml`: read policy files written in TOML.
 //! - `cli`: the `rolegraph` command-line tool (implies `toml`).
 //! - `tracing`: `tracing` events for accepted and rejected changes.
+//! - `jwt`: access-token verification (module `token`): JWKS with key rotation, `iss`/`aud`/`exp` checks, a verified-token cache.
 //! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
 //!
 //! The default build has no CLI, async or HTTP dependencies.
@@ -35,6 +36,8 @@ mod name;
 pub mod scalekit;
 mod snapshot;
 mod text;
+#[cfg(feature = "jwt")]
+pub mod token;
 
 /// The normative semantics: the policy file, validity, grants and
 /// inheritance, resolving a token, and the CLI contract.
