@@ -16,6 +16,8 @@
 //! - `cli`: the `rolegraph` command-line tool (implies `toml`).
 //! - `tracing`: `tracing` events for accepted and rejected changes.
 //! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
+//! - `tower`: module `http`, a tower layer over `http` types: bearer token, principal (from the token or the engine's memberships), route requirements, RFC 6750 answers.
+//! - `axum` (implies `tower`): axum 0.8 extractors for the principal and the claims; with `scalekit`, the webhook route.
 //!
 //! The default build has no CLI, async or HTTP dependencies.
 
@@ -25,6 +27,8 @@ mod check;
 mod compile;
 mod engine;
 mod explain;
+#[cfg(feature = "tower")]
+pub mod http;
 mod ids;
 pub(crate) mod journal;
 mod membership;
@@ -34,6 +38,8 @@ mod name;
 pub mod scalekit;
 mod snapshot;
 mod text;
+#[cfg(feature = "tower")]
+pub mod token;
 
 pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
 pub use check::{Claims, Principal, Requirement};
