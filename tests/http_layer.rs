@@ -2,7 +2,12 @@
 //! client, the RFC 6750 answers byte for byte, both modes, start-up
 //! failures, and requirements kept right across policy swaps.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod http_common;
 

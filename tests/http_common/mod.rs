@@ -1,7 +1,13 @@
 //! Shared helpers of the HTTP tests: a token issuer and its verifier, a
 //! policy, an app served on 127.0.0.1, a client.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -245,4 +251,56 @@ pub async fn get_as(client: &reqwest::Client, url: &str, token: Option<&str>) ->
         req = req.header("authorization", format!("Bearer {t}"));
     }
     Answer::of(req.send().await.unwrap()).await
+}
+
+/// One HTTP/1.1 exchange over a raw socket: `head` (request line and
+/// headers, without the blank line), then `chunks` written as they are;
+/// the status and body of the answer. For bodies a client library would
+/// not send (chunked past a limit, a length it never delivers).
+pub async fn raw(base: &str, head: &str, chunks: &[Vec<u8>]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    for c in chunks {
+        if s.write_all(c).await.is_err() {
+            break;
+        }
+    }
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut tmp).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
