@@ -17,6 +17,8 @@
 //! - `tracing`: `tracing` events for accepted and rejected changes.
 //! - `jwt`: access-token verification (module `token`): JWKS with key rotation, `iss`/`aud`/`exp` checks, a verified-token cache.
 //! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
+//! - `tower`: module `http`, a tower layer over `http` types: bearer token, principal (from the token or the engine's memberships), route requirements, RFC 6750 answers.
+//! - `axum` (implies `tower`): axum 0.8 extractors for the principal and the claims; with `scalekit`, the webhook route.
 //!
 //! The default build has no CLI, async or HTTP dependencies.
 
@@ -27,6 +29,8 @@ mod compile;
 mod compiled;
 mod engine;
 mod explain;
+#[cfg(feature = "tower")]
+pub mod http;
 mod ids;
 pub(crate) mod journal;
 mod membership;

@@ -32,15 +32,30 @@
 //! | `role.created` / `role.updated` | the role is created or updated (display name, description, base); its direct permissions are fetched from the source, in the same batch — without a source a new role has none and an updated one keeps its grants |
 //! | `role.deleted` | the role is deleted; roles extending it are resynced from the source, or detached without one; members lose it; the outcome lists every role and user changed |
 //! | `permission.created` / `.updated` / `.deleted` | declared, described, removed (with every grant of it) |
-//! | `user.organization_membership_*` | removed on `_deleted`; set when the payload carries role names (keyed by email only) |
+//! | `user.organization_membership_created` / `_updated` | the membership keyed by the Scalekit user id (`data.user.id`, `usr_…`) gets exactly the user's roles in the organization: the payload's when it carries any, else fetched from the source (`GET /api/v1/organizations/{org}/users/{usr}/roles`); a source that knows no such membership removes it; without a source (or one that cannot fetch user roles) the answer is 503, so that Scalekit delivers it again |
+//! | `user.organization_membership_deleted` | the `usr_…` membership is removed, and so is the one keyed by the payload's email (with [`UserKey::Email`]): the user left the organization |
 //! | `organization.deleted` | its roles, mapping and memberships go |
 //! | anything else | acknowledged, ignored, counted |
 //!
-//! Memberships are keyed by [`UserKey`]: the lower-cased email (the
-//! default, as Scalekit's example handlers do) or the directory user id.
+//! # What memberships are keyed by
+//!
+//! | events | key |
+//! |---|---|
+//! | `user.organization_membership_*` | the Scalekit user id (`usr_…`), what access tokens carry as `sub`; a payload without one falls back to the email key below |
+//! | `organization.directory.user_*` | [`UserKey`]: the lower-cased email (the default, as Scalekit's example handlers do) or the directory user id (`diruser_…`) |
+//!
+//! A request is matched to a membership by its token's `sub` first, then by
+//! its `email` claim when the token has one (what the authorization layer
+//! does in its membership mode: [`Snapshot::user_principal`] with `sub`,
+//! then with the lower-cased email); only when the engine knows neither
+//! does the token's own `roles` claim decide. When both memberships exist,
+//! the `usr_…` one decides.
+//!
 //! A directory user's membership records no groups: Scalekit's `roles`
 //! already apply its group mapping, and applying the local one again could
 //! only add roles Scalekit did not give.
+//!
+//! [`Snapshot::user_principal`]: crate::Snapshot::user_principal
 //!
 //! Role events are scoped to the organization in `data.organization_id`, or
 //! the envelope's `organization_id`; without either they are environment
@@ -70,6 +85,16 @@
 //!   exist yet (a base role, a user's role) is never acknowledged and
 //!   dropped. With a source, the missing roles are fetched and created in
 //!   the same batch as the event (up to 8 rounds, for bases of bases).
+//! - **No fetch under the lock.** Deliveries are applied one at a time,
+//!   under the handler's own lock, but the source is never read while it
+//!   is held: an attempt plans on the current state, and when it needs
+//!   data from the source (a role's permissions, a missing role, a user's
+//!   roles, the whole state) it lets the lock go, fetches, and plans again
+//!   under the lock against the state of then, using only what still
+//!   applies (a fetched role is created only if it is still missing; a
+//!   fetched whole state only if the policy did not change since it was
+//!   read). At most 12 attempts, then 503. A slow or retrying source
+//!   delays only the delivery that needs it.
 //!   Without one, or when the source does not know them either, the answer
 //!   is 503 with `Retry-After` ([`RetryLater`](WebhookOutcome::RetryLater)):
 //!   the sender keeps the event and delivers it again, by which time the

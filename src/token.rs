@@ -93,7 +93,7 @@ pub use jwks::{JwksVerifier, JwksVerifierBuilder, VerifierStats};
 /// let claims: rolegraph::Claims = v.claims(); // what authorization reads
 /// # let _ = claims; }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifiedClaims {
     /// `sub` (a Scalekit user id, `usr_…`); empty when absent (M2M tokens).

@@ -500,7 +500,7 @@ fn a_deleted_group_loses_its_mapping() {
 }
 
 #[test]
-fn membership_events_use_the_email_key() {
+fn membership_events_key_by_user_id_and_deletions_drop_the_email_key_too() {
     let h = handler(&base_policy());
     let body = user_event("updated", "evt_1", 10, "org_1", "ann", &["admin"], true);
     assert_eq!(deliver(&h, "msg_1", &body).label(), "applied");
@@ -511,8 +511,11 @@ fn membership_events_use_the_email_key() {
         Some("org_1"),
         json!({"user": {"id": "usr_1", "email": "bob@example.com"}}),
     );
+    // No roles in the payload and no source to fetch them from: the sender
+    // keeps the event and delivers it again.
     let out = deliver(&h, "msg_2", &created);
-    assert_eq!(out.label(), "ignored", "{}", out.body());
+    assert_eq!(label(&out), ("retry_later", 503), "{}", out.body());
+    assert!(out.body().contains("`usr_1`"), "{}", out.body());
     let deleted = event(
         "user.organization_membership_deleted",
         "evt_3",

@@ -309,6 +309,23 @@ fn scalekit() -> Arc<Route> {
                 {"id": "dir_2", "role_assignments": {"assignments": [
                     {"group_id": "dirgroup_eng", "role_name": "viewer"}]}}]}),
             ),
+            // A user's roles, two per page (the page size asked for).
+            ("/api/v1/organizations/org_1/users/usr_1/roles", "") => (
+                200,
+                json!({"roles": [{"id": "role_1", "name": "viewer", "display_name": "Viewer"},
+                                 {"id": "role_9", "name": "org_boss"}],
+                       "next_page_token": "u2"}),
+            ),
+            ("/api/v1/organizations/org_1/users/usr_1/roles", "u2") => (
+                200,
+                json!({"roles": [{"name": "editor"}, {"name": "viewer"}], "next_page_token": ""}),
+            ),
+            ("/api/v1/organizations/org_1/users/usr_%2F2/roles", _) => {
+                (200, json!({"roles": [{"name": "admin"}]}))
+            }
+            ("/api/v1/organizations/org_1/users/usr_bad/roles", _) => {
+                (200, json!({"roles": [{"id": "role_1"}]}))
+            }
             (p, _) if p.ends_with("/directories") => (200, json!({"directories": []})),
             _ => (404, json!({"error": "not found"})),
         };
@@ -547,4 +564,90 @@ fn a_handler_starts_from_and_fetches_through_the_rest_source() {
     assert_eq!(editor.display_name.as_deref(), Some("Editor 2"));
     assert_eq!(editor.permissions, ["projects:update"]);
     assert!(server.count("GET", "/api/v1/roles/editor/permissions") >= 1);
+}
+
+#[test]
+fn a_users_roles_follow_every_page() {
+    let server = Server::start(scalekit());
+    let s = source(&server);
+    let roles = s.fetch_user_roles("org_1", "usr_1").unwrap().unwrap();
+    // Every page, in order, duplicates dropped.
+    assert_eq!(roles, ["viewer", "org_boss", "editor"]);
+    let pages: Vec<(String, String)> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/organizations/org_1/users/usr_1/roles")
+        .map(|r| {
+            (
+                r.query.get("page_size").cloned().unwrap_or_default(),
+                r.query.get("page_token").cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    // The first page twice: refused with the "expired" first token, then
+    // fetched again after authenticating anew.
+    assert_eq!(
+        pages,
+        [
+            ("2".to_owned(), String::new()),
+            ("2".to_owned(), String::new()),
+            ("2".to_owned(), "u2".to_owned())
+        ]
+    );
+    assert_eq!(server.count("POST", "/oauth/token"), 2);
+    // Path segments are encoded.
+    assert_eq!(
+        s.fetch_user_roles("org_1", "usr_/2").unwrap().unwrap(),
+        ["admin"]
+    );
+    // No such membership: `None`, not an error.
+    assert_eq!(s.fetch_user_roles("org_1", "usr_404").unwrap(), None);
+    // A role without a name is an error naming the URL.
+    let err = s.fetch_user_roles("org_1", "usr_bad").unwrap_err();
+    assert!(matches!(err, SourceError::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains("usr_bad/roles"), "{err}");
+}
+
+#[test]
+fn a_users_roles_are_retried_on_5xx() {
+    let hits = Arc::new(Mutex::new(0));
+    let h2 = Arc::clone(&hits);
+    let server = Server::start(Arc::new(move |req: &Request| {
+        if req.path == "/oauth/token" {
+            return (200, r#"{"access_token":"tokZ","expires_in":60}"#.into());
+        }
+        let mut n = h2.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            return (502, "bad gateway".into());
+        }
+        (200, r#"{"roles":[{"name":"admin"}]}"#.into())
+    }));
+    let roles = source(&server).fetch_user_roles("org_1", "usr_1").unwrap();
+    assert_eq!(roles.unwrap(), ["admin"]);
+    assert_eq!(*hits.lock().unwrap(), 2);
+}
+
+#[test]
+fn a_membership_event_fetches_the_users_roles_over_rest() {
+    let server = Server::start(scalekit());
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), &Policy::new()).unwrap();
+    let handler = Handler::new(engine, verifier()).with_source(source(&server));
+    assert!(handler.bootstrap().unwrap());
+    let body = event(
+        "user.organization_membership_created",
+        "evt_m1",
+        10,
+        Some("org_1"),
+        json!({"organization": {"id": "org_1"}, "user": {"id": "usr_1", "email": "ann@example.com"}}),
+    );
+    let out = deliver(&handler, "msg_m1", &body);
+    assert_eq!(out.label(), "applied", "{}", out.body());
+    let snap = handler.engine().snapshot();
+    let mut roles = snap.membership("org_1", "usr_1").unwrap().roles.clone();
+    roles.sort();
+    assert_eq!(roles, ["editor", "org_boss", "viewer"]);
+    let reports = Requirement::permission(&snap, "reports:read").unwrap();
+    assert!(snap.user_principal("org_1", "usr_1").satisfies(&reports));
 }

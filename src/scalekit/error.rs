@@ -92,6 +92,13 @@ pub enum WebhookError {
     /// A resync or start-up needs a source and none is configured.
     #[error("no source is configured: a resync needs one")]
     NoSource,
+    /// The policy changed during every read of the source's whole state
+    /// (deliveries kept landing), so a resync could have undone them.
+    #[error("the policy changed while the source was read, {attempts} times in a row; try again")]
+    Contended {
+        /// How many reads were made.
+        attempts: usize,
+    },
     /// The engine could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),

@@ -1,7 +1,7 @@
 //! The framework-neutral webhook handler: headers and raw body in, an
 //! outcome that maps onto an HTTP answer out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
 use crate::compile::Problem;
 use crate::engine::Engine;
-use crate::model::Role;
+use crate::model::{Permission, Policy, Role};
 use crate::snapshot::Snapshot;
 
 use super::error::WebhookError;
@@ -25,6 +25,16 @@ pub(crate) const RESYNC_ENTITY: &str = "resync";
 /// Rounds of fetching missing roles from the source for one event (each
 /// round fetches every role the previous attempt found missing).
 const MAX_FETCH_ROUNDS: usize = 8;
+
+/// Locked attempts at one delivery. An attempt that needs data from the
+/// source ends, releases the lock, fetches it with no lock held, and the
+/// next attempt plans again on the state of then (bases of bases need one
+/// attempt each, hence more than [`MAX_FETCH_ROUNDS`]).
+const MAX_ATTEMPTS: usize = MAX_FETCH_ROUNDS + 4;
+
+/// Reads of the source's whole state for one resync, when the policy keeps
+/// changing while it is read.
+const RESYNC_ATTEMPTS: usize = 4;
 
 /// What memberships are keyed by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -125,9 +135,12 @@ impl HandlerOptions {
 /// [`Engine`]. `Send + Sync`: share it (in an `Arc`) between request
 /// handlers.
 ///
-/// Deliveries are processed one at a time (a lock of the handler's own,
-/// never held by readers), so that what an event is mapped to is decided on
-/// the state it is applied to.
+/// Deliveries are applied one at a time (a lock of the handler's own, never
+/// held by readers), so that what an event is mapped to is decided on the
+/// state it is applied to. The lock is never held while the [`Source`] is
+/// read: a delivery that needs the source's data gives the lock up, fetches,
+/// and plans again under the lock against the state of then (up to 12
+/// times), so a slow source delays only the deliveries that need it.
 ///
 /// # Examples
 ///
@@ -191,6 +204,46 @@ struct Plan {
     deletes_role: Option<(Option<String>, String)>,
 }
 
+/// A role in a scope: (organization, name); `None` for the environment.
+type RoleKey = (Option<String>, String);
+
+/// A role as fetched: the scope it was found in, and the role.
+type FoundRole = (Option<String>, Role);
+
+/// What the source answered for one delivery so far. Kept across the
+/// delivery's attempts: each answer is the source's state when it was read,
+/// as good as one read under the lock, and every use is checked against the
+/// state it is applied to.
+#[derive(Default)]
+struct Fetched {
+    /// A role's direct permissions, by (organization, name).
+    permissions: BTreeMap<RoleKey, Vec<Permission>>,
+    /// A role as seen from an organization (with the scope it was found in),
+    /// or `None` when the source does not know it.
+    roles: BTreeMap<RoleKey, Option<FoundRole>>,
+    /// A Scalekit user's roles by (organization, `usr_…`), or `None` when
+    /// the source knows no such membership.
+    user_roles: BTreeMap<(String, String), Option<Vec<String>>>,
+    /// The source's whole state, and the engine's policy read just before
+    /// it: used only while the engine's policy is still that one.
+    policy: Option<(Policy, Policy)>,
+}
+
+/// What an attempt needs from the source before it can go on.
+#[derive(Debug)]
+enum Need {
+    RolePermissions(Option<String>, String),
+    Roles(Vec<RoleKey>),
+    UserRoles(String, String),
+    Policy,
+}
+
+/// How one locked attempt at a delivery ended.
+enum Step {
+    Done(WebhookOutcome),
+    Fetch(Need),
+}
+
 impl Plan {
     fn new(entity: String, occurred: u64, changes: Vec<Change>) -> Self {
         Self {
@@ -225,6 +278,10 @@ fn scope_text(org: Option<&str>) -> &str {
 
 fn role_entity(org: Option<&str>, name: &str) -> String {
     format!("role:{}/{name}", scope_text(org))
+}
+
+fn user_entity(org: &str, key: &str) -> String {
+    format!("user:{org}/{key}")
 }
 
 fn role_label(org: Option<&str>, name: &str) -> String {
@@ -327,28 +384,44 @@ impl Handler {
     /// are kept, except that roles that are gone drop out of them and
     /// organizations the source no longer lists take theirs along.
     ///
-    /// The source is read while the handler's lock is held, so that no
-    /// delivery is applied between the read and the replacement (and then
-    /// undone by it).
+    /// The source is read with no lock held (deliveries go on meanwhile);
+    /// the replacement is then applied under the handler's lock only if the
+    /// engine's policy is still the one read before the source was: a
+    /// delivery applied during the read could be missing from what was
+    /// read, and would be undone. Otherwise the source is read again, up to
+    /// 4 times.
+    ///
+    /// Blocks for as long as the source takes.
     ///
     /// # Errors
     ///
-    /// [`WebhookError::NoSource`], the source's error, or the engine's
-    /// (for a source state that is not a valid policy).
+    /// [`WebhookError::NoSource`], the source's error,
+    /// [`WebhookError::Contended`] when the policy changed during every
+    /// read, or the engine's error (for a source state that is not a valid
+    /// policy).
     pub fn resync(&self) -> Result<Outcome, WebhookError> {
         let source = self.source.as_ref().ok_or(WebhookError::NoSource)?;
-        let _serial = lock(&self.serial);
-        let started = SystemTime::now();
-        let target = source.fetch_policy()?;
-        let mut changes = vec![self.resync_record(started)];
-        changes.extend(resync_changes(&self.engine.policy(), &target));
-        let outcome = self
-            .engine
-            .apply_batch(changes, ChangeMeta::by("scalekit:resync"))?;
-        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "tracing")]
-        tracing::info!(revision = outcome.revision, "scalekit: full resync applied");
-        Ok(outcome)
+        for _ in 0..RESYNC_ATTEMPTS {
+            let started = SystemTime::now();
+            let before = self.engine.policy();
+            let target = source.fetch_policy()?;
+            let _serial = lock(&self.serial);
+            if self.engine.policy() != before {
+                continue;
+            }
+            let mut changes = vec![self.resync_record(started)];
+            changes.extend(resync_changes(&before, &target));
+            let outcome = self
+                .engine
+                .apply_batch(changes, ChangeMeta::by("scalekit:resync"))?;
+            self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "tracing")]
+            tracing::info!(revision = outcome.revision, "scalekit: full resync applied");
+            return Ok(outcome);
+        }
+        Err(WebhookError::Contended {
+            attempts: RESYNC_ATTEMPTS,
+        })
     }
 
     /// Starts an engine that has no local state from the source: when the
@@ -415,18 +488,97 @@ impl Handler {
                 reason: format!("`{}` has no `occurred_at`", event.event_type),
             });
         };
-        let _serial = lock(&self.serial);
+        // A redelivery needs no fetch (checked again under the lock).
         if self.engine.delivered(id) {
             return WebhookOutcome::Duplicate { id: id.to_owned() };
         }
-        if let Some(stale) = self.tombstoned(event, occurred) {
-            return stale;
+        let mut fetched = Fetched::default();
+        for _ in 0..MAX_ATTEMPTS {
+            let step = {
+                let _serial = lock(&self.serial);
+                self.attempt(id, event, occurred, now, &fetched)
+            };
+            match step {
+                Step::Done(outcome) => return outcome,
+                Step::Fetch(need) => {
+                    if let Err(e) = self.fetch(need, &mut fetched) {
+                        return self.retry_later(e);
+                    }
+                }
+            }
         }
-        let plan = match self.plan(event, occurred) {
-            Ok(plan) => plan,
-            Err(outcome) => return outcome,
+        self.retry_later(WebhookError::MissingDependency {
+            what: format!(
+                "the state kept moving while the source was read ({MAX_ATTEMPTS} attempts)"
+            ),
+        })
+    }
+
+    /// One attempt under the handler's lock: decide on the current state,
+    /// with what was fetched so far, and apply — or say what to fetch.
+    fn attempt(
+        &self,
+        id: &str,
+        event: &Event,
+        occurred: u64,
+        now: SystemTime,
+        fetched: &Fetched,
+    ) -> Step {
+        if self.engine.delivered(id) {
+            return Step::Done(WebhookOutcome::Duplicate { id: id.to_owned() });
+        }
+        if let Some(stale) = self.tombstoned(event, occurred) {
+            return Step::Done(stale);
+        }
+        match self.plan(event, occurred, fetched) {
+            Ok(plan) => self.execute(id, event, plan, now, fetched),
+            Err(step) => step,
+        }
+    }
+
+    /// Reads what `need` names from the source; called with no lock held.
+    fn fetch(&self, need: Need, fetched: &mut Fetched) -> Result<(), WebhookError> {
+        let Some(source) = &self.source else {
+            return Err(WebhookError::MissingDependency {
+                what: format!("{need:?} needs a source, and none is configured"),
+            });
         };
-        self.execute(id, event, plan, now)
+        match need {
+            Need::RolePermissions(org, name) => {
+                let permissions = source.fetch_role_permissions(org.as_deref(), &name)?;
+                fetched.permissions.insert((org, name), permissions);
+            }
+            Need::Roles(roles) => {
+                for (org, name) in roles {
+                    let found = fetch_role(source.as_ref(), org.as_deref(), &name)?;
+                    if found.is_some() {
+                        self.counters.fetched_roles.fetch_add(1, Ordering::Relaxed);
+                    }
+                    fetched.roles.insert((org, name), found);
+                }
+            }
+            Need::UserRoles(org, user) => {
+                let roles = source.fetch_user_roles(&org, &user)?;
+                fetched.user_roles.insert((org, user), roles);
+            }
+            Need::Policy => {
+                let before = self.engine.policy();
+                let target = source.fetch_policy()?;
+                fetched.policy = Some((before, target));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Stale` when `entity` already saw an event newer than `occurred`
+    /// (checked before fetching for an event the engine would refuse).
+    fn stale(&self, entity: &str, occurred: u64) -> Option<WebhookOutcome> {
+        let last = self.engine.entity_clock(entity)?;
+        (last > occurred).then(|| WebhookOutcome::Stale {
+            entity: entity.to_owned(),
+            last_ns: last,
+            got_ns: occurred,
+        })
     }
 
     /// An event older than the deletion of its organization, or (for what a
@@ -471,12 +623,18 @@ impl Handler {
         }
     }
 
-    fn plan(&self, event: &Event, occurred: u64) -> Result<Plan, WebhookOutcome> {
-        let malformed =
-            |reason: String| WebhookOutcome::Malformed(WebhookError::MalformedEvent { reason });
-        let ignored = |reason: &str| WebhookOutcome::Ignored {
-            event_type: event.event_type.clone(),
-            reason: reason.to_owned(),
+    /// What `event` becomes on the current state, or what to fetch first.
+    fn plan(&self, event: &Event, occurred: u64, fetched: &Fetched) -> Result<Plan, Step> {
+        let malformed = |reason: String| {
+            Step::Done(WebhookOutcome::Malformed(WebhookError::MalformedEvent {
+                reason,
+            }))
+        };
+        let ignored = |reason: &str| {
+            Step::Done(WebhookOutcome::Ignored {
+                event_type: event.event_type.clone(),
+                reason: reason.to_owned(),
+            })
         };
         let snapshot = self.engine.snapshot();
         match &event.kind {
@@ -497,26 +655,65 @@ impl Handler {
                 Ok(self.membership_plan(&snapshot, occurred, org, key, &user.roles, inactive))
             }
             EventKind::Membership { change, membership } => {
-                if self.options.user_key == UserKey::DirectoryUserId {
-                    return Err(ignored(
-                        "memberships are keyed by directory user id, and membership events carry a scalekit user id",
-                    ));
-                }
-                let (Some(org), Some(key)) = (
-                    membership.organization_id.clone().filter(|o| !o.is_empty()),
-                    self.user_key("", membership.email.as_deref()),
-                ) else {
-                    return Err(ignored(
-                        "the payload names no organization or no user email",
-                    ));
+                let Some(org) = membership.organization_id.clone().filter(|o| !o.is_empty()) else {
+                    return Err(ignored("the payload names no organization"));
                 };
-                match (change, &membership.roles) {
-                    (Lifecycle::Deleted, _) => Ok(removal(org, key, occurred)),
-                    (_, Some(roles)) => {
-                        Ok(self.membership_plan(&snapshot, occurred, org, key, roles, false))
+                // The key directory events use, when it is the email.
+                let email_key = self.user_key("", membership.email.as_deref());
+                let Some(user_id) = membership.user_id.clone().filter(|u| !u.trim().is_empty())
+                else {
+                    let Some(key) = email_key else {
+                        return Err(ignored(
+                            "the payload names no scalekit user id, and no email to key by",
+                        ));
+                    };
+                    return match (change, &membership.roles) {
+                        (Lifecycle::Deleted, _) => Ok(removal(org, key, occurred)),
+                        (_, Some(roles)) => {
+                            Ok(self.membership_plan(&snapshot, occurred, org, key, roles, false))
+                        }
+                        (_, None) => Err(ignored(
+                            "the payload names no scalekit user id and carries no role names",
+                        )),
+                    };
+                };
+                if *change == Lifecycle::Deleted {
+                    // The user left the organization: the membership directory
+                    // events keyed by their email goes with it.
+                    let mut plan = removal(org.clone(), user_id.clone(), occurred);
+                    if let Some(key) = email_key.filter(|k| *k != user_id) {
+                        let by_email = removal(org, key, occurred);
+                        plan.entities.extend(by_email.entities);
+                        plan.changes.extend(by_email.changes);
                     }
-                    (_, None) => Err(ignored("the payload carries no role names")),
+                    return Ok(plan);
                 }
+                let roles = match &membership.roles {
+                    Some(roles) => roles.clone(),
+                    None => match fetched.user_roles.get(&(org.clone(), user_id.clone())) {
+                        Some(Some(roles)) => roles.clone(),
+                        // The source knows no such membership (any more): the
+                        // user is not a member, whatever the older event said.
+                        Some(None) => return Ok(removal(org, user_id, occurred)),
+                        None => {
+                            if let Some(stale) = self.stale(&user_entity(&org, &user_id), occurred)
+                            {
+                                return Err(Step::Done(stale));
+                            }
+                            if self.source.is_none() {
+                                return Err(Step::Done(self.retry_later(
+                                    WebhookError::MissingDependency {
+                                        what: format!(
+                                            "the roles of `{user_id}` in `{org}`: the event carries none, and no source is configured to fetch them"
+                                        ),
+                                    },
+                                )));
+                            }
+                            return Err(Step::Fetch(Need::UserRoles(org, user_id)));
+                        }
+                    },
+                };
+                Ok(self.membership_plan(&snapshot, occurred, org, user_id, &roles, false))
             }
             EventKind::DirectoryGroup { change, group } => {
                 let org = group.organization_id.clone().unwrap_or_default();
@@ -569,17 +766,21 @@ impl Handler {
                 }
                 let permissions = match (&role.permissions, &self.source) {
                     (Some(names), _) => Some(names.clone()),
-                    (None, Some(source)) => {
-                        let fetched = source
-                            .fetch_role_permissions(org.as_deref(), &role.name)
-                            .map_err(|e| self.retry_later(e.into()))?;
-                        for p in fetched.iter().filter(|p| !p.name.contains('*')) {
+                    (None, Some(_)) => {
+                        let key = (org.clone(), role.name.clone());
+                        let Some(granted) = fetched.permissions.get(&key) else {
+                            if let Some(stale) = self.stale(&entity, occurred) {
+                                return Err(Step::Done(stale));
+                            }
+                            return Err(Step::Fetch(Need::RolePermissions(key.0, key.1)));
+                        };
+                        for p in granted.iter().filter(|p| !p.name.contains('*')) {
                             changes.push(Change::CreatePermission {
                                 name: p.name.clone(),
                                 description: p.description.clone(),
                             });
                         }
-                        Some(fetched.into_iter().map(|p| p.name).collect())
+                        Some(granted.iter().map(|p| p.name.clone()).collect())
                     }
                     (None, None) => None,
                 };
@@ -650,7 +851,7 @@ impl Handler {
         roles: &[String],
         inactive: bool,
     ) -> Plan {
-        let entity = format!("user:{org}/{key}");
+        let entity = user_entity(&org, &key);
         let listed = if inactive { &[][..] } else { roles };
         let (kept, dropped) =
             self.keep_live_roles(snapshot, Some(&org), listed.iter().cloned(), occurred);
@@ -730,7 +931,17 @@ impl Handler {
         }
     }
 
-    fn execute(&self, id: &str, event: &Event, plan: Plan, now: SystemTime) -> WebhookOutcome {
+    /// Applies `plan` with the delivery record, under the handler's lock.
+    /// Roles the engine finds missing are taken from what was fetched (only
+    /// those still missing now), or asked for.
+    fn execute(
+        &self,
+        id: &str,
+        event: &Event,
+        plan: Plan,
+        now: SystemTime,
+        fetched: &Fetched,
+    ) -> Step {
         let record = Change::RecordDelivery {
             id: id.to_owned(),
             received_ms: millis(now),
@@ -749,7 +960,7 @@ impl Handler {
             }))
         };
         let mut prefix: Vec<Change> = Vec::new();
-        let mut fetched: Vec<String> = Vec::new();
+        let mut labels: Vec<String> = Vec::new();
         let mut tried: BTreeSet<(Option<String>, String)> = BTreeSet::new();
         for _ in 0..MAX_FETCH_ROUNDS {
             let mut batch = Vec::with_capacity(1 + prefix.len() + plan.changes.len());
@@ -757,59 +968,63 @@ impl Handler {
             batch.extend(prefix.iter().cloned());
             batch.extend(plan.changes.iter().cloned());
             let error = match self.engine.apply_batch(batch, meta.clone()) {
-                Ok(outcome) => return applied(outcome, fetched, false),
+                Ok(outcome) => return Step::Done(applied(outcome, labels, false)),
                 Err(e) => e,
             };
             match error {
-                ChangeError::Duplicate { id } => return WebhookOutcome::Duplicate { id },
+                ChangeError::Duplicate { id } => {
+                    return Step::Done(WebhookOutcome::Duplicate { id })
+                }
                 ChangeError::Stale {
                     entity,
                     last_ns,
                     got_ns,
                 } => {
-                    return WebhookOutcome::Stale {
+                    return Step::Done(WebhookOutcome::Stale {
                         entity,
                         last_ns,
                         got_ns,
-                    }
+                    })
                 }
                 ChangeError::HasDependents { .. } if plan.deletes_role.is_some() => {
                     let (org, name) = plan.deletes_role.clone().unwrap_or_default();
-                    return match self.delete_with_dependents(record, meta, org, name, now) {
-                        Ok((outcome, resynced)) => applied(outcome, fetched, resynced),
-                        Err(outcome) => outcome,
+                    return match self.delete_with_dependents(record, meta, org, name, now, fetched)
+                    {
+                        Ok((outcome, resynced)) => Step::Done(applied(outcome, labels, resynced)),
+                        Err(step) => step,
                     };
                 }
                 ChangeError::Journal(_) => {
-                    return WebhookOutcome::Failed(WebhookError::Change(error))
+                    return Step::Done(WebhookOutcome::Failed(WebhookError::Change(error)))
                 }
                 // Only another writer can remove an organization between the
                 // plan and the batch: decide again on the next delivery.
                 ChangeError::UnknownOrganization { .. } => {
-                    return self.retry_later(WebhookError::MissingDependency {
+                    return Step::Done(self.retry_later(WebhookError::MissingDependency {
                         what: error.to_string(),
-                    })
+                    }))
                 }
                 _ => {}
             }
             let Some(missing) = missing_roles(&error) else {
-                return WebhookOutcome::Rejected(WebhookError::Change(error));
+                return Step::Done(WebhookOutcome::Rejected(WebhookError::Change(error)));
             };
-            let Some(source) = &self.source else {
-                return self.retry_later(WebhookError::MissingDependency {
+            if self.source.is_none() {
+                return Step::Done(self.retry_later(WebhookError::MissingDependency {
                     what: error.to_string(),
-                });
-            };
+                }));
+            }
             let mut progress = false;
+            let mut need = Vec::new();
             for (org, name) in missing {
                 if !tried.insert((org.clone(), name.clone())) {
                     continue;
                 }
-                let found = match fetch_role(source.as_ref(), org.as_deref(), &name) {
-                    Ok(found) => found,
-                    Err(e) => return self.retry_later(e.into()),
+                let Some(found) = fetched.roles.get(&(org.clone(), name.clone())) else {
+                    need.push((org, name));
+                    continue;
                 };
-                let Some((scope, role)) = found else {
+                let Some((scope, role)) = found.clone() else {
                     continue;
                 };
                 if let Some(o) = &scope {
@@ -821,23 +1036,25 @@ impl Handler {
                         description: None,
                     });
                 }
-                fetched.push(role_label(scope.as_deref(), &role.name));
+                labels.push(role_label(scope.as_deref(), &role.name));
                 prefix.push(Change::CreateRole {
                     organization: scope,
                     role,
                 });
-                self.counters.fetched_roles.fetch_add(1, Ordering::Relaxed);
                 progress = true;
             }
+            if !need.is_empty() {
+                return Step::Fetch(Need::Roles(need));
+            }
             if !progress {
-                return self.retry_later(WebhookError::MissingDependency {
+                return Step::Done(self.retry_later(WebhookError::MissingDependency {
                     what: error.to_string(),
-                });
+                }));
             }
         }
-        self.retry_later(WebhookError::MissingDependency {
+        Step::Done(self.retry_later(WebhookError::MissingDependency {
             what: format!("more than {MAX_FETCH_ROUNDS} rounds of missing roles"),
-        })
+        }))
     }
 
     /// A deleted role that other roles still extend: with a source, resync
@@ -845,6 +1062,9 @@ impl Handler {
     /// then delete; without one (or if the source's state does not apply),
     /// detach the dependents. Either way members holding the role lose it,
     /// and the outcome lists every role and user changed.
+    ///
+    /// The source's state is used only if the engine's policy is still the
+    /// one read before it; otherwise it is read again.
     fn delete_with_dependents(
         &self,
         record: Change,
@@ -852,19 +1072,23 @@ impl Handler {
         org: Option<String>,
         name: String,
         now: SystemTime,
-    ) -> Result<(Outcome, bool), WebhookOutcome> {
+        fetched: &Fetched,
+    ) -> Result<(Outcome, bool), Step> {
         let delete = Change::DeleteRole {
             organization: org,
             name,
             reassign_to: None,
             reparent: Some(Reparent::Detach),
         };
-        if let Some(source) = &self.source {
-            let target = source
-                .fetch_policy()
-                .map_err(|e| self.retry_later(e.into()))?;
+        if self.source.is_some() {
+            let Some((before, target)) = &fetched.policy else {
+                return Err(Step::Fetch(Need::Policy));
+            };
+            if self.engine.policy() != *before {
+                return Err(Step::Fetch(Need::Policy));
+            }
             let mut batch = vec![record.clone(), self.resync_record(now)];
-            batch.extend(resync_changes(&self.engine.policy(), &target));
+            batch.extend(resync_changes(before, target));
             batch.push(delete.clone());
             match self.engine.apply_batch(batch, meta.clone()) {
                 Ok(outcome) => {
@@ -872,7 +1096,7 @@ impl Handler {
                     return Ok((outcome, true));
                 }
                 Err(e @ ChangeError::Journal(_)) => {
-                    return Err(WebhookOutcome::Failed(WebhookError::Change(e)))
+                    return Err(Step::Done(WebhookOutcome::Failed(WebhookError::Change(e))))
                 }
                 Err(_e) => {
                     #[cfg(feature = "tracing")]
@@ -880,20 +1104,21 @@ impl Handler {
                 }
             }
         }
+        let done = |o: WebhookOutcome| Err(Step::Done(o));
         match self.engine.apply_batch(vec![record, delete], meta) {
             Ok(outcome) => Ok((outcome, false)),
             Err(e @ ChangeError::Journal(_)) => {
-                Err(WebhookOutcome::Failed(WebhookError::Change(e)))
+                done(WebhookOutcome::Failed(WebhookError::Change(e)))
             }
-            Err(ChangeError::Duplicate { id }) => Err(WebhookOutcome::Duplicate { id }),
-            Err(e) => Err(WebhookOutcome::Rejected(WebhookError::Change(e))),
+            Err(ChangeError::Duplicate { id }) => done(WebhookOutcome::Duplicate { id }),
+            Err(e) => done(WebhookOutcome::Rejected(WebhookError::Change(e))),
         }
     }
 }
 
 /// A user leaving an organization.
 fn removal(org: String, key: String, occurred: u64) -> Plan {
-    let entity = format!("user:{org}/{key}");
+    let entity = user_entity(&org, &key);
     let changes = vec![Change::RemoveMembership {
         organization: org,
         user: key,

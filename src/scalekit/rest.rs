@@ -10,7 +10,8 @@
 //! Endpoints used (all in `SCALEKIT.md`): `/api/v1/permissions`,
 //! `/api/v1/roles?include=permissions`, `/api/v1/roles/{name}/permissions`,
 //! `/api/v1/organizations`, `/api/v1/organizations/{id}/roles?include=permissions`,
-//! `/api/v1/organizations/{id}/directories`.
+//! `/api/v1/organizations/{id}/directories`,
+//! `/api/v1/organizations/{id}/users/{user_id}/roles` (paged).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -552,6 +553,44 @@ impl Source for RestSource {
             .into_iter()
             .find(|r| r.name == name && r.is_org_role.unwrap_or(false) == wanted_org_role)
             .map(|r| r.to_role()))
+    }
+
+    fn fetch_user_roles(
+        &self,
+        organization: &str,
+        user_id: &str,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        let path = format!(
+            "/api/v1/organizations/{}/users/{}/roles",
+            encode(organization),
+            encode(user_id)
+        );
+        let items = match self.paged(&path, "roles") {
+            Err(e) if not_found(&e) => return Ok(None),
+            other => other?,
+        };
+        let mut names: Vec<String> = Vec::with_capacity(items.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &items {
+            let name = match item {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(o) => o
+                    .get("name")
+                    .or_else(|| o.get("role_name"))
+                    .and_then(Value::as_str),
+                _ => None,
+            };
+            let Some(name) = name.filter(|n| !n.is_empty()) else {
+                return Err(SourceError::Decode {
+                    url: format!("{}{path}", self.base),
+                    reason: "a role has no `name`".into(),
+                });
+            };
+            if seen.insert(name) {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(Some(names))
     }
 
     fn fetch_policy(&self) -> Result<Policy, SourceError> {

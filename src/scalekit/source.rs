@@ -16,9 +16,12 @@ use crate::model::{Permission, Policy, Role};
 /// (feature `scalekit-rest`) reads Scalekit's REST API; a [`Policy`] is a
 /// fixed source (handy in tests, or to seed from a file).
 ///
-/// Implementations block; the handler calls them while it holds its own
-/// lock (never the engine's), so a slow source delays other deliveries but
-/// never readers.
+/// Implementations block. The handler calls them while it holds no lock:
+/// it fetches what a delivery needs first, then takes its own lock, checks
+/// the fetched data against the current state and applies (fetching again,
+/// a bounded number of times, if the state moved so that the data no longer
+/// suffices). A slow source delays only the delivery that needs it, never
+/// other deliveries, and never readers.
 ///
 /// # Examples
 ///
@@ -67,6 +70,28 @@ pub trait Source: Send + Sync {
     ///
     /// A [`SourceError`] when the source cannot answer.
     fn fetch_policy(&self) -> Result<Policy, SourceError>;
+
+    /// The names of the roles Scalekit user `user_id` (`usr_…`) holds in
+    /// `organization` (`GET /api/v1/organizations/{org}/users/{user}/roles`),
+    /// or `None` when the source knows no such membership.
+    ///
+    /// The default answers [`SourceError::Unsupported`]: a source that
+    /// cannot say leaves `user.organization_membership_*` events without
+    /// roles, and the handler asks for them to be delivered again later.
+    ///
+    /// # Errors
+    ///
+    /// A [`SourceError`] when the source cannot answer.
+    fn fetch_user_roles(
+        &self,
+        organization: &str,
+        user_id: &str,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        let _ = (organization, user_id);
+        Err(SourceError::Unsupported {
+            what: "a user's roles in an organization".into(),
+        })
+    }
 }
 
 /// A source could not answer.
@@ -107,6 +132,12 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// The source cannot answer this kind of question at all.
+    #[error("the source cannot fetch {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
     /// Any other failure of a custom source.
     #[error("{0}")]
     Other(String),
@@ -131,6 +162,14 @@ impl<S: Source + ?Sized> Source for Arc<S> {
 
     fn fetch_policy(&self) -> Result<Policy, SourceError> {
         (**self).fetch_policy()
+    }
+
+    fn fetch_user_roles(
+        &self,
+        organization: &str,
+        user_id: &str,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        (**self).fetch_user_roles(organization, user_id)
     }
 }
 

@@ -1,0 +1,487 @@
+//! The authorization layer: bearer token → verified claims → principal.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::reject::{Answers, Rejection, Responder};
+use super::require::{RequireError, RequireLayer, Rule};
+use super::{Authenticated, Mode, PrincipalSource};
+use crate::check::Principal;
+use crate::engine::Engine;
+use crate::snapshot::Snapshot;
+use crate::token::{VerifiedClaims, Verifier};
+
+/// Authenticates every request and builds its [`Principal`]: the tower
+/// [`Layer`] of [`Authorize`].
+///
+/// Per request: the `Authorization` header is parsed (one
+/// `Bearer <token68>`), the token verified by the [`Verifier`], the engine's
+/// current snapshot loaded once (lock-free), and the principal built as the
+/// [`Mode`] says. The request then goes on with an [`Authenticated`] in its
+/// extensions; a refused one is answered per RFC 6750 (see [`Rejection`]).
+///
+/// Route requirements are separate layers made by
+/// [`require`](Self::require), so that one authorization layer serves a
+/// whole router and each route states what it needs.
+///
+/// Cheap to clone (a few `Arc`s).
+///
+/// # Examples
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use rolegraph::token::{Verifier, VerifyFuture, TokenError};
+/// # struct Refuse;
+/// # impl Verifier for Refuse {
+/// #     fn verify<'a>(&'a self, _: &'a str) -> VerifyFuture<'a> {
+/// #         Box::pin(async { Err(TokenError::Signature) })
+/// #     }
+/// # }
+/// use rolegraph::http::{AuthorizeLayer, Mode, Rule};
+/// use rolegraph::{Engine, Policy};
+///
+/// let mut policy = Policy::new();
+/// policy.permission("projects:read");
+/// policy.role("viewer").grant("projects:read");
+/// let engine = Engine::new(&policy)?;
+///
+/// let auth = AuthorizeLayer::new(engine, Arc::new(Refuse))
+///     .mode(Mode::Membership)
+///     .realm("projects");
+/// let read = auth.require(Rule::permission("projects:read"))?;
+/// assert!(auth.require(Rule::permission("projects:reed")).is_err());
+/// # let _ = read;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct AuthorizeLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    engine: Engine,
+    verifier: Arc<dyn Verifier>,
+    mode: Mode,
+    answers: Answers,
+}
+
+impl AuthorizeLayer {
+    /// A layer over `engine`'s current snapshots, verifying tokens with
+    /// `verifier`, in [`Mode::Claims`] and realm `api`.
+    #[must_use]
+    pub fn new(engine: Engine, verifier: Arc<dyn Verifier>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                engine,
+                verifier,
+                mode: Mode::Claims,
+                answers: Answers::new(),
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Shared)) -> Self {
+        f(Arc::make_mut(&mut self.shared));
+        self
+    }
+
+    /// Where the principal comes from (default [`Mode::Claims`]).
+    #[must_use]
+    pub fn mode(self, mode: Mode) -> Self {
+        self.with(|s| s.mode = mode)
+    }
+
+    /// The realm named in `WWW-Authenticate` (default `api`).
+    #[must_use]
+    pub fn realm(self, realm: &str) -> Self {
+        self.with(|s| s.answers.realm = Arc::from(realm))
+    }
+
+    /// The `Retry-After` answered when the verifier cannot reach its keys
+    /// (default 5 s).
+    #[must_use]
+    pub fn retry_after(self, after: Duration) -> Self {
+        self.with(|s| s.answers.retry_after = after)
+    }
+
+    /// Replaces the default RFC 6750 answers, for this layer and the
+    /// requirement layers made from it afterwards.
+    #[must_use]
+    pub fn responder(self, responder: impl Responder) -> Self {
+        self.with(|s| s.answers.responder = Some(Arc::new(responder)))
+    }
+
+    /// The mode in force.
+    #[must_use]
+    pub fn current_mode(&self) -> Mode {
+        self.shared.mode
+    }
+
+    /// The engine the layer reads.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// A route requirement layer (for axum's `route_layer`), with this
+    /// layer's realm and responder, resolved now against the engine's
+    /// current snapshot.
+    ///
+    /// # Errors
+    ///
+    /// [`RequireError`] listing every permission or role the rule names that
+    /// the policy does not declare.
+    pub fn require(&self, rule: impl Into<Rule>) -> Result<RequireLayer, RequireError> {
+        RequireLayer::resolve(
+            &self.shared.engine.snapshot(),
+            rule.into(),
+            self.shared.answers.clone(),
+        )
+    }
+
+    /// Authenticates a raw `Authorization` header set, as the service does:
+    /// for frameworks that are not tower, and for tests.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] the layer would answer.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, Rejection> {
+        let token = bearer(headers)?;
+        self.shared.authenticate(token).await
+    }
+}
+
+impl fmt::Debug for AuthorizeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizeLayer")
+            .field("mode", &self.shared.mode)
+            .field("answers", &self.shared.answers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Shared {
+    async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Authenticated, Rejection> {
+        let claims = match self.verifier.verify(token).await {
+            Ok(claims) => claims,
+            Err(error) if error.is_unavailable() => {
+                return Err(Rejection::Unavailable {
+                    error,
+                    retry_after: self.answers.retry_after,
+                })
+            }
+            Err(error) => return Err(Rejection::InvalidToken(error)),
+        };
+        // INVARIANT: the one snapshot load of the request; the principal
+        // keeps this snapshot, so every check of the request sees one policy.
+        let snapshot = self.engine.snapshot();
+        let (principal, source) = principal(&snapshot, &claims, self.mode);
+        Ok(Authenticated::new(principal, claims, source))
+    }
+}
+
+/// The principal of verified claims, and what decided it.
+pub(crate) fn principal(
+    snapshot: &Snapshot,
+    claims: &VerifiedClaims,
+    mode: Mode,
+) -> (Principal, PrincipalSource) {
+    let from_claims = || {
+        snapshot
+            .principal(claims.organization.as_deref(), &claims.roles)
+            .with_permissions(&claims.permissions)
+    };
+    let (Mode::Membership, Some(org)) = (mode, claims.organization.as_deref()) else {
+        return (from_claims(), PrincipalSource::Claims);
+    };
+    if !claims.subject.is_empty() && snapshot.membership(org, &claims.subject).is_some() {
+        return (
+            snapshot.user_principal(org, &claims.subject),
+            PrincipalSource::Subject,
+        );
+    }
+    if let Some(email) = claims.email.as_deref() {
+        // Memberships keyed by email hold it trimmed and lower-cased.
+        let email = email.trim().to_lowercase();
+        if snapshot.membership(org, &email).is_some() {
+            return (snapshot.user_principal(org, &email), PrincipalSource::Email);
+        }
+    }
+    (from_claims(), PrincipalSource::Claims)
+}
+
+/// The token of the one `Authorization: Bearer <token68>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(Rejection::MissingCredentials);
+    };
+    let invalid = |description| Err(Rejection::InvalidRequest { description });
+    if values.next().is_some() {
+        return invalid("more than one authorization header");
+    }
+    let Ok(value) = value.to_str() else {
+        return invalid("the authorization header is not ascii");
+    };
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return invalid("the authorization header is not `Bearer <token>`");
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return invalid("the authorization scheme is not `Bearer`");
+    }
+    let token = token.trim_start_matches(' ');
+    if !is_token68(token) {
+        return invalid("the bearer token is not a token68");
+    }
+    Ok(token)
+}
+
+/// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// The service of [`AuthorizeLayer`]: authenticates, then calls `S` with an
+/// [`Authenticated`] in the request's extensions.
+#[derive(Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Authorize<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorize")
+            .field("inner", &self.inner)
+            .field("mode", &self.shared.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+type AuthFuture = Pin<Box<dyn Future<Output = Result<Authenticated, Rejection>> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Authorize<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let token = match bearer(req.headers()) {
+            Ok(token) => token.to_owned(),
+            Err(rejection) => {
+                super::log_rejection(&rejection);
+                return ResponseFuture::done(self.shared.answers.respond(&rejection));
+            }
+        };
+        // The service that was driven to readiness goes into the future; a
+        // clone stays for the next call (tower's `mem::replace` pattern).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let auth: AuthFuture = Box::pin(async move { shared.authenticate(&token).await });
+        ResponseFuture {
+            state: State::Authenticating {
+                auth,
+                pending: Some((inner, req)),
+                shared: Arc::clone(&self.shared),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Authorize`]: verification, then the inner service.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Authenticating {
+            auth: AuthFuture,
+            pending: Option<(S, Request<ReqBody>)>,
+            shared: Arc<Shared>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Done {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn done(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Done {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Authenticating { .. } => "authenticating",
+            State::Calling { .. } => "calling",
+            State::Done { .. } => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Authenticating {
+                    auth,
+                    pending,
+                    shared,
+                } => {
+                    let result = ready!(auth.as_mut().poll(cx));
+                    match (result, pending.take()) {
+                        (Ok(authenticated), Some((mut inner, mut req))) => {
+                            req.extensions_mut().insert(authenticated);
+                            let future = inner.call(req);
+                            this.state.set(State::Calling { future });
+                        }
+                        (Err(rejection), _) => {
+                            super::log_rejection(&rejection);
+                            let response = shared.answers.respond(&rejection);
+                            this.state.set(State::Done {
+                                response: Some(response),
+                            });
+                        }
+                        (Ok(_), None) => polled_after_completion(),
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Done { response } => {
+                    let Some(response) = response.take() else {
+                        polled_after_completion()
+                    };
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+            }
+        }
+    }
+}
+
+#[expect(
+    clippy::panic,
+    reason = "the Future contract: polling after completion may panic"
+)]
+pub(crate) fn polled_after_completion() -> ! {
+    panic!("rolegraph::http::ResponseFuture polled after completion")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    fn parse(values: &[&[u8]]) -> Result<String, String> {
+        bearer(&headers(values))
+            .map(str::to_owned)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bearer_header_grammar() {
+        assert_eq!(
+            parse(&[b"Bearer abc.DEF-_~+/=="]).unwrap(),
+            "abc.DEF-_~+/=="
+        );
+        assert_eq!(parse(&[b"bearer  abc"]).unwrap(), "abc");
+        assert_eq!(parse(&[]).unwrap_err(), "no bearer token");
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Basic abc",
+            b"Bearer a b",
+            b"Bearer a=b",
+            b"Bearer ===",
+            b"Bearer \xc3\xa9t\xc3\xa9",
+            b"abc",
+        ] {
+            let e = parse(&[bad]).unwrap_err();
+            assert!(e.starts_with("malformed"), "{bad:?}: {e}");
+        }
+        assert!(parse(&[b"Bearer a", b"Bearer a"])
+            .unwrap_err()
+            .contains("more than one"));
+    }
+}

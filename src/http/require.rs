@@ -1,0 +1,562 @@
+//! Route requirements: a rule of names, resolved at start-up, re-resolved
+//! by name whenever the engine publishes a recompiled policy.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::reject::{Answers, Rejection};
+use super::Authenticated;
+use crate::check::{Principal, Requirement};
+use crate::snapshot::{LookupError, Snapshot};
+
+/// What a route requires, by name: permissions, roles, and their
+/// combinations. Turned into a layer by
+/// [`AuthorizeLayer::require`](super::AuthorizeLayer::require), which
+/// resolves it (an undeclared name fails there, at start-up).
+///
+/// A `&str` is a [`Rule::permission`].
+///
+/// # Examples
+///
+/// Scalekit's documented admin check: role `admin`, or permission
+/// `users.write`, or permission `roles.assign`.
+///
+/// ```
+/// use rolegraph::http::Rule;
+///
+/// let admin = Rule::role("admin").or(Rule::any_of(["users.write", "roles.assign"]));
+/// assert_eq!(
+///     admin.to_string(),
+///     "(role `admin` or a role extending it) or (any of `users.write`, `roles.assign`)"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule(Spec);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Spec {
+    Permission(Box<str>),
+    Any(Vec<Box<str>>),
+    All(Vec<Box<str>>),
+    Role(Box<str>),
+    Or(Vec<Spec>),
+    And(Vec<Spec>),
+}
+
+impl Rule {
+    /// One permission.
+    #[must_use]
+    pub fn permission(name: &str) -> Self {
+        Self(Spec::Permission(name.into()))
+    }
+
+    /// At least one of the permissions.
+    #[must_use]
+    pub fn any_of<I>(names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self(Spec::Any(
+            names.into_iter().map(|n| n.as_ref().into()).collect(),
+        ))
+    }
+
+    /// Every one of the permissions.
+    #[must_use]
+    pub fn all_of<I>(names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self(Spec::All(
+            names.into_iter().map(|n| n.as_ref().into()).collect(),
+        ))
+    }
+
+    /// The role `name` (in any scope) or a role extending it.
+    #[must_use]
+    pub fn role(name: &str) -> Self {
+        Self(Spec::Role(name.into()))
+    }
+
+    /// Met when either rule is met.
+    #[must_use]
+    pub fn or(self, other: impl Into<Rule>) -> Self {
+        Self(match (self.0, other.into().0) {
+            (Spec::Or(mut a), Spec::Or(b)) => {
+                a.extend(b);
+                Spec::Or(a)
+            }
+            (Spec::Or(mut a), b) => {
+                a.push(b);
+                Spec::Or(a)
+            }
+            (a, b) => Spec::Or(vec![a, b]),
+        })
+    }
+
+    /// Met when both rules are met.
+    #[must_use]
+    pub fn and(self, other: impl Into<Rule>) -> Self {
+        Self(match (self.0, other.into().0) {
+            (Spec::And(mut a), Spec::And(b)) => {
+                a.extend(b);
+                Spec::And(a)
+            }
+            (Spec::And(mut a), b) => {
+                a.push(b);
+                Spec::And(a)
+            }
+            (a, b) => Spec::And(vec![a, b]),
+        })
+    }
+
+    /// Resolves the rule against `snapshot`, reporting every name that does
+    /// not resolve (sorted, deduplicated).
+    ///
+    /// # Errors
+    ///
+    /// Every [`LookupError`] of the rule's names.
+    pub fn resolve(&self, snapshot: &Snapshot) -> Result<Requirement, Vec<LookupError>> {
+        let mut problems = Vec::new();
+        let resolved = self.0.resolve(snapshot, &mut problems);
+        match resolved {
+            Some(r) if problems.is_empty() => Ok(r),
+            _ => {
+                problems.sort_by_key(ToString::to_string);
+                problems.dedup();
+                Err(problems)
+            }
+        }
+    }
+
+    /// The permission names the rule mentions, in order.
+    fn permissions(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.0.permissions(&mut out);
+        out
+    }
+}
+
+impl From<&str> for Rule {
+    fn from(name: &str) -> Self {
+        Self::permission(name)
+    }
+}
+
+impl Spec {
+    fn resolve(&self, snapshot: &Snapshot, problems: &mut Vec<LookupError>) -> Option<Requirement> {
+        let mut keep = |r: Result<Requirement, LookupError>| match r {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
+        match self {
+            Self::Permission(name) => keep(Requirement::permission(snapshot, name)),
+            // Check each name so that every undeclared one is reported.
+            Self::Any(names) | Self::All(names) => {
+                let known = names
+                    .iter()
+                    .filter(|n| keep(Requirement::permission(snapshot, n)).is_some())
+                    .count();
+                if known < names.len() {
+                    return None;
+                }
+                keep(if matches!(self, Self::Any(_)) {
+                    Requirement::any_of(snapshot, names)
+                } else {
+                    Requirement::all_of(snapshot, names)
+                })
+            }
+            Self::Role(name) => keep(Requirement::role(snapshot, name)),
+            Self::Or(specs) | Self::And(specs) => {
+                let parts: Vec<Option<Requirement>> = specs
+                    .iter()
+                    .map(|s| s.resolve(snapshot, problems))
+                    .collect();
+                let mut parts = parts.into_iter().collect::<Option<Vec<_>>>()?.into_iter();
+                let first = parts.next()?;
+                Some(parts.fold(first, |acc, r| {
+                    if matches!(self, Self::Or(_)) {
+                        acc.or(r)
+                    } else {
+                        acc.and(r)
+                    }
+                }))
+            }
+        }
+    }
+
+    fn permissions<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Self::Permission(n) => out.push(n),
+            Self::Any(ns) | Self::All(ns) => out.extend(ns.iter().map(|n| &**n)),
+            Self::Role(_) => {}
+            Self::Or(specs) | Self::And(specs) => specs.iter().for_each(|s| s.permissions(out)),
+        }
+    }
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list(f: &mut fmt::Formatter<'_>, what: &str, names: &[Box<str>]) -> fmt::Result {
+            write!(f, "{what} of ")?;
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "`{n}`")?;
+            }
+            Ok(())
+        }
+        fn join(f: &mut fmt::Formatter<'_>, sep: &str, specs: &[Spec]) -> fmt::Result {
+            for (i, s) in specs.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(sep)?;
+                }
+                write!(f, "({s})")?;
+            }
+            Ok(())
+        }
+        match self {
+            Self::Permission(n) => write!(f, "`{n}`"),
+            Self::Any(ns) => list(f, "any", ns),
+            Self::All(ns) => list(f, "all", ns),
+            Self::Role(n) => write!(f, "role `{n}` or a role extending it"),
+            Self::Or(specs) => join(f, " or ", specs),
+            Self::And(specs) => join(f, " and ", specs),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A route requirement names something the policy does not declare.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route requirement {rule} does not resolve: {}", join_problems(.problems))]
+#[non_exhaustive]
+pub struct RequireError {
+    /// The requirement, as text.
+    pub rule: String,
+    /// Every name that did not resolve, sorted by message.
+    pub problems: Vec<LookupError>,
+}
+
+fn join_problems(problems: &[LookupError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The rule and its resolution for the compiled policy that last asked.
+struct Route {
+    rule: Rule,
+    text: Box<str>,
+    resolved: ArcSwap<Resolved>,
+}
+
+struct Resolved {
+    /// The compiled policy (`Core::id`) this was resolved against: memberships
+    /// change without recompiling, so this changes only with the policy.
+    core: u64,
+    requirement: Option<Requirement>,
+}
+
+impl Route {
+    /// Whether `principal` meets the rule, re-resolving the rule by name when
+    /// the principal's snapshot holds another compiled policy than the last
+    /// one asked about. A rule that no longer resolves denies (and is
+    /// logged): a deleted permission is not met, a re-created one is met
+    /// again, whatever ids it gets.
+    fn allows(&self, principal: &Principal) -> bool {
+        let snapshot = principal.snapshot();
+        let core = snapshot.data().id();
+        let current = self.resolved.load();
+        if current.core == core {
+            return current
+                .requirement
+                .as_ref()
+                .is_some_and(|r| principal.satisfies(r));
+        }
+        drop(current);
+        let resolved = Arc::new(self.resolve(snapshot));
+        self.resolved.store(Arc::clone(&resolved));
+        resolved
+            .requirement
+            .as_ref()
+            .is_some_and(|r| principal.satisfies(r))
+    }
+
+    fn resolve(&self, snapshot: &Snapshot) -> Resolved {
+        let requirement = match self.rule.resolve(snapshot) {
+            Ok(r) => Some(r),
+            Err(_problems) => {
+                super::log!(
+                    warn,
+                    rule = %self.text,
+                    revision = snapshot.revision(),
+                    problems = %join_problems(&_problems),
+                    "rolegraph route requirement no longer resolves: denying"
+                );
+                None
+            }
+        };
+        Resolved {
+            core: snapshot.data().id(),
+            requirement,
+        }
+    }
+
+    /// The permissions the rule names that `principal` lacks.
+    fn missing(&self, principal: &Principal) -> Vec<String> {
+        let snapshot = principal.snapshot();
+        let mut out: Vec<String> = Vec::new();
+        for name in self.rule.permissions() {
+            let held = snapshot
+                .permission_id(name)
+                .is_some_and(|id| principal.has(id));
+            if !held && !out.iter().any(|o| o == name) {
+                out.push(name.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// A route requirement: the tower [`Layer`] of [`Require`]. Made by
+/// [`AuthorizeLayer::require`](super::AuthorizeLayer::require); put it under
+/// the authorization layer (axum: `route_layer`).
+///
+/// The rule is resolved by name against each compiled policy the engine
+/// publishes (once per policy, not per request), so it stays right across
+/// swaps — including a permission deleted and declared again. A rule that no
+/// longer resolves denies every request and logs a warning (feature
+/// `tracing`).
+///
+/// Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct RequireLayer {
+    route: Arc<Route>,
+    answers: Answers,
+}
+
+impl RequireLayer {
+    pub(crate) fn resolve(
+        snapshot: &Snapshot,
+        rule: Rule,
+        answers: Answers,
+    ) -> Result<Self, RequireError> {
+        let requirement = rule.resolve(snapshot).map_err(|problems| RequireError {
+            rule: rule.to_string(),
+            problems,
+        })?;
+        Ok(Self {
+            route: Arc::new(Route {
+                text: rule.to_string().into(),
+                rule,
+                resolved: ArcSwap::from_pointee(Resolved {
+                    core: snapshot.data().id(),
+                    requirement: Some(requirement),
+                }),
+            }),
+            answers,
+        })
+    }
+
+    /// The rule, as written.
+    #[must_use]
+    pub fn rule(&self) -> &Rule {
+        &self.route.rule
+    }
+
+    /// Whether an authenticated request meets the requirement (what the
+    /// service decides, without a service).
+    #[must_use]
+    pub fn allows(&self, authenticated: &Authenticated) -> bool {
+        self.route.allows(authenticated.principal())
+    }
+
+    fn check(&self, authenticated: Option<&Authenticated>) -> Result<(), Rejection> {
+        let Some(auth) = authenticated else {
+            return Err(Rejection::MissingCredentials);
+        };
+        if self.route.allows(auth.principal()) {
+            return Ok(());
+        }
+        super::log_denial(auth, &self.route.rule, &self.route.text);
+        Err(Rejection::InsufficientScope {
+            missing: self.route.missing(auth.principal()),
+            requirement: self.route.text.to_string(),
+        })
+    }
+}
+
+impl fmt::Debug for RequireLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireLayer")
+            .field("rule", &self.route.text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RequireLayer {
+    type Service = Require<S>;
+
+    fn layer(&self, inner: S) -> Require<S> {
+        Require {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`RequireLayer`]: calls `S` when the request's
+/// [`Authenticated`] meets the rule, answers 403 otherwise (401 when no
+/// authorization layer ran before it).
+#[derive(Clone, Debug)]
+pub struct Require<S> {
+    inner: S,
+    layer: RequireLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Require<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = RequireFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        match self.layer.check(req.extensions().get::<Authenticated>()) {
+            // The inner service was driven to readiness by `poll_ready` and
+            // is called right away: no clone needed.
+            Ok(()) => RequireFuture {
+                state: RequireState::Inner {
+                    future: self.inner.call(req),
+                },
+            },
+            Err(rejection) => {
+                super::log_rejection(&rejection);
+                RequireFuture {
+                    state: RequireState::Rejected {
+                        response: Some(self.layer.answers.respond(&rejection)),
+                    },
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Require`].
+    #[derive(Debug)]
+    pub struct RequireFuture<F> {
+        #[pin]
+        state: RequireState<F>,
+    }
+}
+
+pin_project! {
+    #[project = RequireStateProj]
+    #[derive(Debug)]
+    enum RequireState<F> {
+        Inner {
+            #[pin]
+            future: F,
+        },
+        Rejected {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<F, ResBody, E> Future for RequireFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            RequireStateProj::Inner { future } => future
+                .poll(cx)
+                .map(|r| r.map(|res| res.map(ResponseBody::inner))),
+            RequireStateProj::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response.map(ResponseBody::rejection))),
+                None => super::authorize::polled_after_completion(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Policy;
+
+    fn snapshot() -> Snapshot {
+        let mut p = Policy::new();
+        p.permission("a").permission("b");
+        p.role("viewer").grant("a");
+        p.compile().unwrap()
+    }
+
+    #[test]
+    fn every_bad_name_is_reported_sorted() {
+        let rule = Rule::permission("zz")
+            .and(Rule::any_of(["a", "yy", "b"]))
+            .or(Rule::role("ghost"));
+        let problems = rule.resolve(&snapshot()).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "permission `yy` is not declared",
+                "permission `zz` is not declared",
+                "role `ghost` does not exist"
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_resolves_to_the_same_decisions_as_a_requirement() {
+        let s = snapshot();
+        let rule = Rule::role("viewer").or(Rule::all_of(["a", "b"]));
+        let req = rule.resolve(&s).unwrap();
+        assert!(s.principal(None, ["viewer"]).satisfies(&req));
+        assert!(!s.principal(None, ["nobody"]).satisfies(&req));
+        assert!(s
+            .principal(None, ["nobody"])
+            .with_permissions(["a", "b"])
+            .satisfies(&req));
+        assert!(!s
+            .principal(None, ["nobody"])
+            .with_permissions(["a"])
+            .satisfies(&req));
+    }
+}

@@ -1,0 +1,306 @@
+//! Shared helpers of the HTTP tests: a token issuer and its verifier, a
+//! policy, an app served on 127.0.0.1, a client.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use rolegraph::http::{Authenticated, AuthorizeLayer, Rule};
+use rolegraph::token::{TokenError, VerifiedClaims, Verifier, VerifyFuture};
+use rolegraph::Policy;
+
+pub const ISSUER: &str = "https://test.scalekit.local";
+pub const AUDIENCE: &str = "prj_test";
+pub const ORG: &str = "org_1";
+
+pub fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// What a test token says.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TestClaims {
+    pub sub: String,
+    pub oid: Option<String>,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    pub email: Option<String>,
+    pub iss: String,
+    pub aud: Vec<String>,
+    pub exp: u64,
+    pub nbf: Option<u64>,
+}
+
+impl TestClaims {
+    /// A valid token of `sub` in `org_1` with `roles`, for an hour.
+    pub fn new(sub: &str, roles: &[&str]) -> Self {
+        Self {
+            sub: sub.into(),
+            oid: Some(ORG.into()),
+            roles: roles.iter().map(|r| (*r).into()).collect(),
+            permissions: Vec::new(),
+            email: None,
+            iss: ISSUER.into(),
+            aud: vec![AUDIENCE.into()],
+            exp: now_s() + 3600,
+            nbf: None,
+        }
+    }
+}
+
+/// Issues tokens and verifies them; counts verifications.
+pub struct Issuer {
+    pub verifications: Arc<AtomicU64>,
+}
+
+impl Issuer {
+    pub async fn start() -> Self {
+        Self {
+            verifications: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn mint(&self, claims: &TestClaims) -> String {
+        let json = serde_json::to_vec(claims).unwrap();
+        json.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn verifier(&self) -> Arc<dyn Verifier> {
+        Arc::new(FakeVerifier {
+            count: Arc::clone(&self.verifications),
+        })
+    }
+
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+}
+
+struct FakeVerifier {
+    count: Arc<AtomicU64>,
+}
+
+impl Verifier for FakeVerifier {
+    fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move {
+            let bytes: Option<Vec<u8>> = (0..token.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+                .collect();
+            let c: TestClaims = bytes
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or(TokenError::Malformed)?;
+            let now = now_s();
+            if c.exp < now {
+                return Err(TokenError::Expired);
+            }
+            if c.nbf.is_some_and(|n| n > now) {
+                return Err(TokenError::NotYetValid);
+            }
+            if c.iss != ISSUER {
+                return Err(TokenError::Issuer);
+            }
+            if !c.aud.iter().any(|a| a == AUDIENCE) {
+                return Err(TokenError::Audience);
+            }
+            let mut v = VerifiedClaims::default();
+            v.subject = c.sub;
+            v.organization = c.oid;
+            v.roles = c.roles;
+            v.permissions = c.permissions;
+            v.email = c.email;
+            v.issuer = c.iss;
+            v.audience = c.aud;
+            v.expires_at = c.exp;
+            Ok(Arc::new(v))
+        })
+    }
+}
+
+/// permissions `projects:{read,write,delete}`, `users:write`; roles
+/// `viewer` < `editor` < `admin`, `hr` (users:write), `guest`; organization `org_1`.
+pub fn policy() -> Policy {
+    let mut p = Policy::new();
+    p.permission("projects:read")
+        .permission("projects:write")
+        .permission("projects:delete")
+        .permission("users:write");
+    p.role("viewer").grant("projects:read");
+    p.role("editor").extends("viewer").grant("projects:write");
+    p.role("admin").extends("editor").grant("projects:delete");
+    p.role("hr").grant("users:write");
+    p.role("guest");
+    p.organization(ORG);
+    p
+}
+
+/// The test routes behind `auth`:
+/// - `GET /projects`: `projects:read`
+/// - `POST /projects/delete`: `projects:delete`
+/// - `GET /admin`: role `admin` or `users:write`
+/// - `GET /me`: no requirement (`Option<Authenticated>`)
+///
+/// Protected routes answer the subject, with `x-revision` and `x-source`.
+pub fn router(auth: &AuthorizeLayer) -> Router {
+    Router::new()
+        .route(
+            "/projects",
+            get(show).route_layer(auth.require("projects:read").unwrap()),
+        )
+        .route(
+            "/projects/delete",
+            post(show).route_layer(auth.require("projects:delete").unwrap()),
+        )
+        .route(
+            "/admin",
+            get(show).route_layer(
+                auth.require(Rule::role("admin").or(Rule::any_of(["users:write"])))
+                    .unwrap(),
+            ),
+        )
+        .route("/me", get(me))
+        .layer(auth.clone())
+}
+
+async fn show(who: Authenticated) -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-revision", who.revision().into());
+    headers.insert("x-source", who.source().as_str().parse().unwrap());
+    (headers, who.claims().subject.clone())
+}
+
+async fn me(who: Option<Authenticated>) -> String {
+    match who {
+        Some(who) => format!(
+            "{} {:?}",
+            who.claims().subject,
+            who.principal().permissions()
+        ),
+        None => "anonymous".into(),
+    }
+}
+
+/// Serves `app` on 127.0.0.1, an ephemeral port; the base URL.
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A response reduced to what the tests assert.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub challenge: Option<String>,
+    pub content_type: Option<String>,
+    pub revision: Option<u64>,
+    pub source: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn of(response: reqwest::Response) -> Self {
+        let h = response.headers();
+        let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned());
+        Self {
+            status: response.status().as_u16(),
+            challenge: get("www-authenticate"),
+            content_type: get("content-type"),
+            revision: get("x-revision").map(|v| v.parse().unwrap()),
+            source: get("x-source"),
+            retry_after: get("retry-after"),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    pub fn problem(&self) -> serde_json::Value {
+        assert_eq!(
+            self.content_type.as_deref(),
+            Some("application/problem+json")
+        );
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// `GET base+path` with `Authorization: Bearer token` (none when `None`).
+pub async fn get_as(client: &reqwest::Client, url: &str, token: Option<&str>) -> Answer {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    Answer::of(req.send().await.unwrap()).await
+}
+
+/// One HTTP/1.1 exchange over a raw socket: `head` (request line and
+/// headers, without the blank line), then `chunks` written as they are;
+/// the status and body of the answer. For bodies a client library would
+/// not send (chunked past a limit, a length it never delivers).
+pub async fn raw(base: &str, head: &str, chunks: &[Vec<u8>]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    for c in chunks {
+        if s.write_all(c).await.is_err() {
+            break;
+        }
+    }
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut tmp).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
