@@ -10,7 +10,7 @@
 //!   every request (the cost the cache removes).
 //!
 //! ```text
-//! cargo bench --features axum,jwt --bench http -- --warm-up-time 1 --measurement-time 3
+//! cargo bench --features axum --bench http -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -24,9 +24,12 @@ use criterion::{criterion_main, Criterion};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use rolegraph::http::{AuthorizeLayer, Mode};
-use rolegraph::token::{TokenError, VerifiedClaims, Verifier, VerifyFuture};
+use rolegraph::token::{DevClaims, DevIssuer, JwksVerifier};
 use rolegraph::{Engine, Policy};
 use tower::{Service, ServiceBuilder, ServiceExt};
+
+const ISSUER: &str = "https://bench.scalekit.local";
+const AUDIENCE: &str = "prj_bench";
 
 fn policy() -> Policy {
     let mut p = Policy::new();
@@ -62,26 +65,21 @@ where
     })
 }
 
-/// A verifier that answers from a map: what a verified-token cache hit
-/// costs, until the real verifier is wired in.
-struct Cached(std::collections::HashMap<String, Arc<VerifiedClaims>>);
-
-impl Verifier for Cached {
-    fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
-        Box::pin(async move { self.0.get(token).cloned().ok_or(TokenError::Signature) })
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let engine = Engine::new(&policy()).unwrap();
-    let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c3JfMSJ9.c2lnbmF0dXJl".to_owned();
-    let mut claims = VerifiedClaims::default();
-    claims.subject = "usr_1".into();
+    let pem = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/jwt/test_only_rsa_private.pem"),
+    )
+    .unwrap();
+    let issuer = DevIssuer::from_pkcs8_pem("bench-1", &pem).unwrap();
+    let mut claims = DevClaims::new("usr_1", ISSUER, [AUDIENCE]);
     claims.organization = Some("org_1".into());
     claims.roles = vec!["editor".into()];
-    let mut map = std::collections::HashMap::new();
-    map.insert(token.clone(), Arc::new(claims));
+    let token = issuer.mint(&claims).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(
         AUTHORIZATION,
@@ -94,21 +92,37 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| drive(&rt, &mut baseline, &headers, iters));
     });
 
-    let auth = AuthorizeLayer::new(engine.clone(), Arc::new(Cached(map))).mode(Mode::Claims);
-    let mut cached = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.require("projects:read").unwrap())
-        .service_fn(inner);
-    // The request is allowed (not a cheap rejection).
-    let status = rt.block_on(async {
-        let mut req = Request::new(());
-        *req.headers_mut() = headers.clone();
-        cached.ready().await.unwrap().call(req).await.unwrap().status()
-    });
-    assert_eq!(status, 200);
-    g.bench_function("authorize/cached_token", |b| {
-        b.iter_custom(|iters| drive(&rt, &mut cached, &headers, iters));
-    });
+    for (id, cache) in [
+        ("authorize/cached_token", 10_000),
+        ("authorize/verify_rs256", 0),
+    ] {
+        let verifier = JwksVerifier::builder_from_jwks_json(issuer.jwks_json(), ISSUER, AUDIENCE)
+            .cache_capacity(cache)
+            .build()
+            .unwrap();
+        let auth =
+            AuthorizeLayer::new(engine.clone(), Arc::new(verifier.clone())).mode(Mode::Claims);
+        let mut svc = ServiceBuilder::new()
+            .layer(auth.clone())
+            .layer(auth.require("projects:read").unwrap())
+            .service_fn(inner);
+        // The request is allowed (not a cheap rejection).
+        let status = rt.block_on(async {
+            let mut req = Request::new(());
+            *req.headers_mut() = headers.clone();
+            svc.ready().await.unwrap().call(req).await.unwrap().status()
+        });
+        assert_eq!(status, 200);
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| drive(&rt, &mut svc, &headers, iters));
+        });
+        let stats = verifier.stats();
+        if cache == 0 {
+            assert_eq!(stats.cache_hits, 0);
+        } else {
+            assert!(stats.signature_verifications <= 1, "{stats:?}");
+        }
+    }
     g.finish();
 }
 

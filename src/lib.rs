@@ -15,6 +15,7 @@
 //! - `toml`: read policy files written in TOML.
 //! - `cli`: the `rolegraph` command-line tool (implies `toml`).
 //! - `tracing`: `tracing` events for accepted and rejected changes.
+//! - `jwt`: access-token verification (module `token`): JWKS with key rotation, `iss`/`aud`/`exp` checks, a verified-token cache.
 //! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
 //! - `tower`: module `http`, a tower layer over `http` types: bearer token, principal (from the token or the engine's memberships), route requirements, RFC 6750 answers.
 //! - `axum` (implies `tower`): axum 0.8 extractors for the principal and the claims; with `scalekit`, the webhook route.
@@ -38,7 +39,7 @@ mod name;
 pub mod scalekit;
 mod snapshot;
 mod text;
-#[cfg(feature = "tower")]
+#[cfg(feature = "jwt")]
 pub mod token;
 
 pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent};
