@@ -537,6 +537,12 @@ impl Journal {
         self.checkpoint
     }
 
+    /// The log file, for [`read_records`].
+    #[must_use]
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The journal directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -593,6 +599,63 @@ impl Journal {
         }
         self.file.sync_data()
     }
+}
+
+/// Reads the whole, synced records of the log at `path` in its first `end`
+/// bytes (a length the journal reported after an append, so every record
+/// there is whole), in order, handing each to `visit` until it breaks.
+/// Memory holds one record at a time; the writer may go on appending.
+///
+/// # Errors
+///
+/// [`JournalError::Io`] when the log cannot be opened or read;
+/// [`JournalError::Corrupt`] when a record there fails its checksums or
+/// order (damage after the journal was opened).
+pub fn read_records(
+    path: &Path,
+    end: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>,
+) -> Result<(), JournalError> {
+    let file = File::open(path).map_err(|e| io_error(IoAction::Open, path, e))?;
+    let mut reader = io::BufReader::with_capacity(1 << 16, file.take(end));
+    let corrupt = |offset, reason| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let read = |e| io_error(IoAction::Read, path, e);
+    let mut header = [0; LOG_HEADER_LEN];
+    reader.read_exact(&mut header).map_err(read)?;
+    check_magic(&header, LOG_MAGIC).map_err(|(offset, reason)| corrupt(offset, reason))?;
+    let mut at = to_u64(LOG_HEADER_LEN);
+    let mut previous = None;
+    let mut payload = Vec::new();
+    while at < end {
+        let mut raw = [0; RECORD_HEADER_LEN];
+        reader.read_exact(&mut raw).map_err(read)?;
+        let record =
+            decode_record_header(&raw).ok_or(corrupt(at, Corruption::RecordHeaderChecksum))?;
+        payload.resize(record.len, 0);
+        reader.read_exact(&mut payload).map_err(read)?;
+        if crc32fast::hash(&payload) != record.payload_crc {
+            return Err(corrupt(at, Corruption::RecordPayloadChecksum));
+        }
+        if let Some(previous) = previous.filter(|p| record.revision <= *p) {
+            return Err(corrupt(
+                at,
+                Corruption::RevisionOrder {
+                    previous,
+                    found: record.revision,
+                },
+            ));
+        }
+        previous = Some(record.revision);
+        if visit(record.revision, &payload).is_break() {
+            break;
+        }
+        at += to_u64(RECORD_HEADER_LEN + record.len);
+    }
+    Ok(())
 }
 
 /// A checkpoint to be written outside the journal's owner: see
