@@ -733,7 +733,9 @@ impl Engine {
         initial.compile()?;
         let (mut journal, found) = Journal::open_with(
             dir,
-            crate::journal::JournalOptions::new().with_sync(options.sync),
+            crate::journal::JournalOptions::new()
+                .with_sync(options.sync)
+                .with_read_all(false),
         )?;
         let dropped_bytes = found.truncated_tail.unwrap_or(0);
         #[cfg(feature = "tracing")]
