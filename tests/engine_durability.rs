@@ -1306,3 +1306,18 @@ fn the_guard_checks_the_actors_principal_as_given() {
     let write = Requirement::permission(&engine.snapshot(), "users.write").unwrap();
     assert!(after.satisfies(&write) && !before.satisfies(&write));
 }
+
+#[test]
+fn engine_types_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<Engine>();
+    send_sync::<Recovery>();
+    send_sync::<Feed>();
+    send_sync::<OpenError>();
+    send_sync::<EngineOptions>();
+    send_sync::<Existing>();
+    send_sync::<rolegraph::Stats>();
+    // A subscription moves to the thread that consumes it.
+    send::<rolegraph::Subscription>();
+}
