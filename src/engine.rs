@@ -339,6 +339,23 @@ pub enum OpenError {
 /// compiled (incrementally where it can be), journaled when the engine is
 /// durable, and only then published with the next revision.
 ///
+/// # Blocking
+///
+/// - Never wait: [`snapshot`](Self::snapshot), [`revision`](Self::revision),
+///   [`policy`](Self::policy), [`delivered`](Self::delivered),
+///   [`entity_clock`](Self::entity_clock), [`stats`](Self::stats), and the
+///   histories' latest 10,000 batches: they read published, immutable state.
+/// - Wait for other writers and, when durable, their own journal fsync:
+///   [`apply`](Self::apply), [`apply_batch`](Self::apply_batch),
+///   [`assign_roles`](Self::assign_roles). Automatic checkpoints run on a
+///   background thread and add nothing to them.
+/// - Read or write files: [`open`](Self::open) / [`recover`](Self::recover),
+///   [`checkpoint`](Self::checkpoint), and history older than the latest
+///   10,000 batches ([`entries_since`](Self::entries_since) and friends).
+///
+/// From async code, call the last two groups in `spawn_blocking` (or a
+/// dedicated thread); the first group is fine on the executor.
+///
 /// # Examples
 ///
 /// ```
