@@ -309,8 +309,8 @@ pub enum OpenError {
     },
     /// Recovery ended below [`EngineOptions::required_revision`]: the
     /// directory lost changes the caller knows were acknowledged (a restored
-    /// backup, another machine's disk). The directory is left as recovery
-    /// found it.
+    /// backup, another machine's disk). Nothing on disk is changed beyond
+    /// cutting a torn tail (a write that was never acknowledged).
     #[error("`{path}` recovered revision `{recovered}`, below the required revision `{required}`")]
     Behind {
         /// The directory.
