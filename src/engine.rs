@@ -5,7 +5,9 @@
 mod model;
 mod patch;
 
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::change::{Change, ChangeError, ChangeMeta, Outcome};
 use crate::check::{Principal, Requirement};
 use crate::compile::compile_with;
-use crate::journal::{CheckpointTicket, Journal, JournalError};
+use crate::journal::{read_records, CheckpointTicket, Journal, JournalError};
 use crate::model::Policy;
 use crate::snapshot::{Data, Snapshot};
 use model::{Effects, Model};
@@ -340,8 +342,8 @@ pub enum OpenError {
     },
     /// Recovery ended below [`EngineOptions::required_revision`]: the
     /// directory lost changes the caller knows were acknowledged (a restored
-    /// backup, another machine's disk). The directory is left as recovery
-    /// found it.
+    /// backup, another machine's disk). Nothing on disk is changed beyond
+    /// cutting a torn tail (a write that was never acknowledged).
     #[error("`{path}` recovered revision `{recovered}`, below the required revision `{required}`")]
     Behind {
         /// The directory.
@@ -369,6 +371,23 @@ pub enum OpenError {
 /// Writers are serialized: a batch is applied to a copy of the model,
 /// compiled (incrementally where it can be), journaled when the engine is
 /// durable, and only then published with the next revision.
+///
+/// # Blocking
+///
+/// - Never wait: [`snapshot`](Self::snapshot), [`revision`](Self::revision),
+///   [`policy`](Self::policy), [`delivered`](Self::delivered),
+///   [`entity_clock`](Self::entity_clock), [`stats`](Self::stats), and the
+///   histories' latest 10,000 batches: they read published, immutable state.
+/// - Wait for other writers and, when durable, their own journal fsync:
+///   [`apply`](Self::apply), [`apply_batch`](Self::apply_batch),
+///   [`assign_roles`](Self::assign_roles). Automatic checkpoints run on a
+///   background thread and add nothing to them.
+/// - Read or write files: [`open`](Self::open) / [`recover`](Self::recover),
+///   [`checkpoint`](Self::checkpoint), and history older than the latest
+///   10,000 batches ([`entries_since`](Self::entries_since) and friends).
+///
+/// From async code, call the last two groups in `spawn_blocking` (or a
+/// dedicated thread); the first group is fine on the executor.
 ///
 /// # Examples
 ///
@@ -403,9 +422,11 @@ struct Shared {
     state: ArcSwap<State>,
     writer: Mutex<Writer>,
     stats: Mutex<Stats>,
-    feed: Mutex<Vec<mpsc::Sender<Arc<Entry>>>>,
+    feed: Mutex<Vec<Subscriber>>,
     checkpoints: Arc<Checkpoints>,
     recovery: Option<Recovery>,
+    /// The journal's log, for history older than what memory keeps.
+    log_path: Option<std::path::PathBuf>,
 }
 
 impl Drop for Shared {
@@ -417,12 +438,127 @@ impl Drop for Shared {
     }
 }
 
+/// The writer's end of one subscription.
+struct Subscriber {
+    tx: mpsc::SyncSender<Arc<Entry>>,
+    /// The first revision not delivered, once the queue overflowed (0: none).
+    lagged: Arc<AtomicU64>,
+}
+
+/// How many batches a [`Subscription`] from [`Engine::subscribe`] holds
+/// before it lags.
+pub const FEED_CAPACITY: usize = 1024;
+
+/// One item of the change feed: see [`Engine::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Feed {
+    /// An accepted batch.
+    Entry(Arc<Entry>),
+    /// The subscriber fell a whole queue behind and was cut off: batches
+    /// from revision `resume_from` on were not delivered, and nothing more
+    /// will be. Subscribe again, then read
+    /// [`entries_since(resume_from - 1)`](Engine::entries_since), skipping
+    /// revisions the new subscription also delivers.
+    Lagged {
+        /// The first revision the subscriber missed.
+        resume_from: u64,
+    },
+}
+
+/// The receiving end of the change feed: accepted batches in revision
+/// order, then — only if the subscriber fell [its capacity](Engine::subscribe_with_capacity)
+/// behind — one [`Feed::Lagged`], then the end. The writer never waits for
+/// a subscriber.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Arc<Entry>>,
+    lagged: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// The next item, waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`](mpsc::RecvError) once the feed has ended: the engine
+    /// is gone, or the [`Feed::Lagged`] was delivered.
+    pub fn recv(&self) -> Result<Feed, mpsc::RecvError> {
+        match self.rx.recv() {
+            Ok(entry) => Ok(Feed::Entry(entry)),
+            Err(e) => self.lag().ok_or(e),
+        }
+    }
+
+    /// The next item if there is one now.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`](mpsc::TryRecvError::Empty) when nothing is
+    /// waiting, [`TryRecvError::Disconnected`](mpsc::TryRecvError::Disconnected)
+    /// once the feed has ended.
+    pub fn try_recv(&self) -> Result<Feed, mpsc::TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(entry) => Ok(Feed::Entry(entry)),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.lag().ok_or(mpsc::TryRecvError::Disconnected)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Self::try_recv), with a timeout for `Empty`.
+    pub fn recv_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Feed, mpsc::RecvTimeoutError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(entry) => Ok(Feed::Entry(entry)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.lag().ok_or(mpsc::RecvTimeoutError::Disconnected)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every item waiting now, without blocking.
+    pub fn try_iter(&self) -> impl Iterator<Item = Feed> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
+
+    /// The lag notice, once, after the queued batches.
+    fn lag(&self) -> Option<Feed> {
+        match self.lagged.swap(0, Ordering::AcqRel) {
+            0 => None,
+            resume_from => Some(Feed::Lagged { resume_from }),
+        }
+    }
+}
+
 /// What readers see besides the snapshot: replaced whole at each publish.
 #[derive(Clone, Default)]
 struct State {
+    revision: u64,
     model: Model,
+    /// The most recent batches, at most [`HISTORY_IN_MEMORY`]; a durable
+    /// engine reads older ones from the journal.
     history: imbl::Vector<Arc<Entry>>,
+    /// The journal's length once the batch at `revision` was appended: every
+    /// record before it is whole and synced.
+    log_len: u64,
 }
+
+/// How many of the latest batches the engine keeps in memory for the audit
+/// history and the feed's catch-up; older ones are read from the journal on
+/// demand (an in-memory engine forgets them).
+#[cfg(not(test))]
+const HISTORY_IN_MEMORY: usize = 10_000;
+#[cfg(test)]
+const HISTORY_IN_MEMORY: usize = 8;
 
 struct Writer {
     model: Model,
@@ -644,7 +780,9 @@ impl Engine {
         initial.compile()?;
         let (mut journal, found) = Journal::open_with(
             dir,
-            crate::journal::JournalOptions::new().with_sync(options.sync),
+            crate::journal::JournalOptions::new()
+                .with_sync(options.sync)
+                .with_read_all(false),
         )?;
         let dropped_bytes = found.truncated_tail.unwrap_or(0);
         #[cfg(feature = "tracing")]
@@ -691,21 +829,27 @@ impl Engine {
                 (model, 0)
             }
         };
+        // Only the records after the checkpoint are decoded: older ones are
+        // audit history, read from the journal when asked for.
         let mut history = imbl::Vector::new();
         for (rev, bytes) in &found.records {
+            if *rev <= revision {
+                continue;
+            }
             let entry: Entry = serde_json::from_slice(bytes)
                 .map_err(|e| bad(format!("journal record {rev} does not decode: {e}")))?;
-            if *rev > revision {
-                let mut fx = Effects::default();
-                for change in &entry.changes {
-                    model
-                        .apply(change, &mut fx)
-                        .map_err(|e| bad(format!("journal record {rev} does not replay: {e}")))?;
-                }
-                revision = *rev;
-                report.records_replayed += 1;
+            let mut fx = Effects::default();
+            for change in &entry.changes {
+                model
+                    .apply(change, &mut fx)
+                    .map_err(|e| bad(format!("journal record {rev} does not replay: {e}")))?;
             }
+            revision = *rev;
+            report.records_replayed += 1;
             history.push_back(Arc::new(entry));
+            if history.len() > HISTORY_IN_MEMORY {
+                history.pop_front();
+            }
         }
         drop(found);
         report.revision = revision;
@@ -764,9 +908,12 @@ impl Engine {
             core: Arc::clone(&snapshot.arc().core),
             members: model.members.clone(),
         };
+        let log_path = journal.as_ref().map(|j| j.log_path().to_path_buf());
         let state = State {
+            revision,
             model: model.clone(),
             history,
+            log_len: journal.as_ref().map_or(0, Journal::log_size),
         };
         Self {
             shared: Arc::new(Shared {
@@ -786,6 +933,7 @@ impl Engine {
                 feed: Mutex::new(Vec::new()),
                 checkpoints: Arc::default(),
                 recovery,
+                log_path,
             }),
         }
     }
@@ -992,17 +1140,31 @@ impl Engine {
         let entry = Arc::new(entry);
         let mut history = self.shared.state.load().history.clone();
         history.push_back(Arc::clone(&entry));
+        if history.len() > HISTORY_IN_MEMORY {
+            history.pop_front();
+        }
         self.shared.current.store(Arc::new(Data {
             revision,
             core,
             members: draft.members.clone(),
         }));
         self.shared.state.store(Arc::new(State {
+            revision,
             model: draft.clone(),
             history,
+            log_len: writer.journal.as_ref().map_or(0, Journal::log_size),
         }));
         writer.model = draft;
-        lock(&self.shared.feed).retain(|tx| tx.send(Arc::clone(&entry)).is_ok());
+        lock(&self.shared.feed).retain(|s| match s.tx.try_send(Arc::clone(&entry)) {
+            Ok(()) => true,
+            Err(mpsc::TrySendError::Full(_)) => {
+                // Dropping the sender ends the feed after what is queued;
+                // the subscription then reports where to resume.
+                s.lagged.store(revision, Ordering::Release);
+                false
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => false,
+        });
         writer.since_checkpoint += 1;
         self.checkpoint_if_due(writer, revision);
         if !Arc::ptr_eq(&core_before, &published_core) {
@@ -1074,38 +1236,165 @@ impl Engine {
         }
     }
 
-    /// Subscribes to accepted batches, in revision order, from now on.
-    ///
-    /// The receiver gets every batch accepted after this call; combine with
-    /// [`entries_since`](Self::entries_since) to catch up from an older
-    /// revision first. A dropped receiver is forgotten at the next change.
+    /// Subscribes to accepted batches, in revision order, from now on, with
+    /// a queue of [`FEED_CAPACITY`] batches; see
+    /// [`subscribe_with_capacity`](Self::subscribe_with_capacity).
     #[must_use]
-    pub fn subscribe(&self) -> mpsc::Receiver<Arc<Entry>> {
-        let (tx, rx) = mpsc::channel();
-        lock(&self.shared.feed).push(tx);
-        rx
+    pub fn subscribe(&self) -> Subscription {
+        self.subscribe_with_capacity(FEED_CAPACITY)
     }
 
-    /// Every accepted batch with a revision greater than `revision`, in order
-    /// (from the journal for a durable engine: the whole audit history).
+    /// Subscribes to accepted batches, in revision order, from now on.
+    ///
+    /// The subscription gets every batch accepted after this call; combine
+    /// with [`entries_since`](Self::entries_since) to catch up from an older
+    /// revision first. At most `capacity` batches wait for the subscriber
+    /// (at least 1): the writer never blocks on a slow subscriber, it cuts it
+    /// off with a [`Feed::Lagged`] saying where to resume. A dropped
+    /// subscription is forgotten at the next change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rolegraph::{Change, ChangeMeta, Engine, Feed, Policy};
+    ///
+    /// let mut policy = Policy::new();
+    /// policy.permission("a").permission("b").permission("c");
+    /// policy.role("viewer");
+    /// let engine = Engine::new(&policy)?;
+    /// let feed = engine.subscribe_with_capacity(2);
+    /// for p in ["a", "b", "c"] {
+    ///     let grant = Change::GrantPermission { organization: None, role: "viewer".into(), permission: p.into() };
+    ///     engine.apply(grant, ChangeMeta::default())?;
+    /// }
+    /// let got: Vec<Feed> = feed.try_iter().collect();
+    /// assert!(matches!(&got[..], [Feed::Entry(a), Feed::Entry(b), Feed::Lagged { resume_from: 3 }]
+    ///     if a.revision == 1 && b.revision == 2));
+    /// assert_eq!(engine.entries_since(2)?.len(), 1); // where to resume
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn subscribe_with_capacity(&self, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        let lagged = Arc::new(AtomicU64::new(0));
+        lock(&self.shared.feed).push(Subscriber {
+            tx,
+            lagged: Arc::clone(&lagged),
+        });
+        Subscription { rx, lagged }
+    }
+
+    /// Every accepted batch with a revision greater than `revision`, in
+    /// order: the whole audit history from 0. See
+    /// [`entries_page`](Self::entries_page) to read a long history in pages.
     ///
     /// # Blocking
     ///
-    /// Never waits on the writer.
-    #[must_use]
-    pub fn entries_since(&self, revision: u64) -> Vec<Arc<Entry>> {
-        let state = self.shared.state.load();
+    /// Never waits on the writer. The latest 10,000 batches are in memory;
+    /// older ones are read from the journal (a sequential read of the log up
+    /// to them). An in-memory engine keeps only those 10,000.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn entries_since(&self, revision: u64) -> Result<Vec<Arc<Entry>>, JournalError> {
+        self.entries_page(revision, usize::MAX)
+    }
+
+    /// At most `limit` accepted batches with a revision greater than
+    /// `after`, in order: pass the last revision of a page to get the next.
+    ///
+    /// # Blocking
+    ///
+    /// As [`entries_since`](Self::entries_since); memory holds one page.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn entries_page(&self, after: u64, limit: usize) -> Result<Vec<Arc<Entry>>, JournalError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit_history(after, |e| {
+            out.push(Arc::clone(e));
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Visits the batches after revision `after`, in order, from the journal
+    /// and then memory, until `visit` breaks.
+    fn visit_history(
+        &self,
+        after: u64,
+        mut visit: impl FnMut(&Arc<Entry>) -> ControlFlow<()>,
+    ) -> Result<(), JournalError> {
+        let state = self.shared.state.load_full();
+        let in_memory = state
+            .history
+            .front()
+            .map_or(state.revision + 1, |e| e.revision);
+        if let Some(path) = self
+            .shared
+            .log_path
+            .as_deref()
+            .filter(|_| after.saturating_add(1) < in_memory)
+        {
+            let mut failed = None;
+            let mut stopped = false;
+            read_records(path, state.log_len, |revision, bytes| {
+                if revision >= in_memory {
+                    return ControlFlow::Break(());
+                }
+                if revision <= after {
+                    return ControlFlow::Continue(());
+                }
+                match serde_json::from_slice::<Entry>(bytes) {
+                    Ok(entry) => {
+                        stopped = visit(&Arc::new(entry)).is_break();
+                        if stopped {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(JournalError::Decode {
+                            revision,
+                            reason: e.to_string(),
+                        });
+                        ControlFlow::Break(())
+                    }
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if stopped {
+                return Ok(());
+            }
+        }
         let start = state
             .history
             .binary_search_by(|e| {
-                if e.revision <= revision {
+                if e.revision <= after {
                     std::cmp::Ordering::Less
                 } else {
                     std::cmp::Ordering::Greater
                 }
             })
             .unwrap_or_else(|at| at);
-        state.history.iter().skip(start).cloned().collect()
+        for entry in state.history.iter().skip(start) {
+            if visit(entry).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The history of `user`'s roles in `organization`: who changed them,
@@ -1113,14 +1402,20 @@ impl Engine {
     ///
     /// # Blocking
     ///
-    /// Never waits on the writer.
-    #[must_use]
-    pub fn user_role_history(&self, organization: &str, user: &str) -> Vec<RoleAssignment> {
-        let state = self.shared.state.load();
-        state
-            .history
-            .iter()
-            .flat_map(|e| {
+    /// As [`entries_since`](Self::entries_since): memory holds the answer,
+    /// not the history.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn user_role_history(
+        &self,
+        organization: &str,
+        user: &str,
+    ) -> Result<Vec<RoleAssignment>, JournalError> {
+        let mut out = Vec::new();
+        self.visit_history(0, |e| {
+            out.extend(
                 e.memberships
                     .iter()
                     .filter(|m| m.organization == organization && m.user == user)
@@ -1130,9 +1425,11 @@ impl Engine {
                         actor: e.actor.clone(),
                         before: m.before.clone(),
                         after: m.after.clone(),
-                    })
-            })
-            .collect()
+                    }),
+            );
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
     }
 
     /// Every accepted batch that changed the role `name` of `organization`
@@ -1140,20 +1437,27 @@ impl Engine {
     ///
     /// # Blocking
     ///
-    /// Never waits on the writer.
-    #[must_use]
-    pub fn role_history(&self, organization: Option<&str>, name: &str) -> Vec<Arc<Entry>> {
-        let state = self.shared.state.load();
-        state
-            .history
-            .iter()
-            .filter(|e| {
-                e.changes
-                    .iter()
-                    .any(|c| mentions_role(c, organization, name))
-            })
-            .cloned()
-            .collect()
+    /// As [`user_role_history`](Self::user_role_history).
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn role_history(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<Arc<Entry>>, JournalError> {
+        let mut out = Vec::new();
+        self.visit_history(0, |e| {
+            if e.changes
+                .iter()
+                .any(|c| mentions_role(c, organization, name))
+            {
+                out.push(Arc::clone(e));
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
     }
 
     /// Whether the delivery `id` was applied (and is still remembered: see
@@ -1447,7 +1751,7 @@ mod tests {
         assert_eq!(now.roles.len(), 1);
         let e = engine.clone();
         assert_eq!(
-            finishes("entries_since", move || e.entries_since(0)).len(),
+            finishes("entries_since", move || e.entries_since(0).unwrap()).len(),
             2
         );
         let e = engine.clone();
@@ -1455,7 +1759,8 @@ mod tests {
         let e = engine.clone();
         assert_eq!(
             finishes("user_role_history", move || e
-                .user_role_history("org_1", "u2"))
+                .user_role_history("org_1", "u2")
+                .unwrap())
             .len(),
             1
         );
@@ -1474,7 +1779,7 @@ mod tests {
         );
         let e = engine.clone();
         assert_eq!(
-            finishes("entries_since", move || e.entries_since(1)).len(),
+            finishes("entries_since", move || e.entries_since(1).unwrap()).len(),
             1
         );
         let e = engine.clone();
@@ -1489,6 +1794,65 @@ mod tests {
         drop(engine);
         let (_, recovery) = Engine::recover(tmp.path(), &policy(), every(0)).unwrap();
         assert_eq!(recovery.checkpoint_revision, Some(2));
+    }
+
+    #[test]
+    fn history_beyond_the_window_is_read_from_the_journal() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let engine = Engine::open_with(tmp.path(), &policy(), every(0)).unwrap();
+        let feed = engine.subscribe_with_capacity(100);
+        for k in 0..30 {
+            engine
+                .apply(member(&format!("u{k}")), ChangeMeta::by("a"))
+                .unwrap();
+        }
+        assert_eq!(engine.shared.state.load().history.len(), HISTORY_IN_MEMORY);
+        let fed: Vec<Arc<Entry>> = feed
+            .try_iter()
+            .map(|f| match f {
+                Feed::Entry(e) => e,
+                lagged => panic!("{lagged:?}"),
+            })
+            .collect();
+        assert_eq!(fed.len(), 30);
+        assert_eq!(engine.entries_since(0).unwrap(), fed);
+        let revisions = |page: Vec<Arc<Entry>>| page.iter().map(|e| e.revision).collect::<Vec<_>>();
+        assert_eq!(
+            revisions(engine.entries_page(0, 7).unwrap()),
+            (1..=7).collect::<Vec<_>>()
+        );
+        // Across the boundary between disk (..=22) and memory (23..).
+        assert_eq!(revisions(engine.entries_page(20, 3).unwrap()), [21, 22, 23]);
+        assert_eq!(
+            revisions(engine.entries_page(7, 100).unwrap()),
+            (8..=30).collect::<Vec<_>>()
+        );
+        assert!(engine.entries_page(30, 5).unwrap().is_empty());
+        assert!(engine.entries_page(0, 0).unwrap().is_empty());
+        let u3 = engine.user_role_history("org_1", "u3").unwrap();
+        assert_eq!((u3.len(), u3[0].revision), (1, 4));
+        let u29 = engine.user_role_history("org_1", "u29").unwrap();
+        assert_eq!((u29.len(), u29[0].revision), (1, 30));
+
+        // After a checkpoint nothing is replayed: the history is all on disk.
+        engine.checkpoint().unwrap();
+        drop(engine);
+        let (engine, recovery) = Engine::recover(tmp.path(), &policy(), every(0)).unwrap();
+        assert_eq!(recovery.records_replayed, 0);
+        assert!(engine.shared.state.load().history.is_empty());
+        assert_eq!(engine.entries_since(0).unwrap(), fed);
+
+        // An in-memory engine keeps the window only.
+        let engine = Engine::new(&policy()).unwrap();
+        for k in 0..30 {
+            engine
+                .apply(member(&format!("u{k}")), ChangeMeta::by("a"))
+                .unwrap();
+        }
+        assert_eq!(
+            revisions(engine.entries_since(0).unwrap()),
+            (23..=30).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -125,8 +125,12 @@
 //! - One writer: nothing stops two processes opening the same directory (the
 //!   crate's `rust-version` predates `File::lock`), and the engine must not.
 //! - A payload holds at most [`MAX_PAYLOAD`] bytes.
-//! - Recovery reads the whole log into memory, and the log grows for ever: it
-//!   is the audit log.
+//! - The log grows for ever: it is the audit log. A full recovery reads it
+//!   all into memory; with [`JournalOptions::read_all`] off (what the engine
+//!   uses) recovery reads only what follows the checkpoint, and
+//!   [`read_records`] streams older records one at a time when the audit
+//!   history asks for them. Segment files (dropping or archiving old
+//!   history) are not implemented.
 //! - With [`JournalOptions::sync`] off (for tests and benchmarks) nothing is
 //!   synced and a power loss may lose or damage anything.
 //!
@@ -197,13 +201,32 @@ pub struct JournalOptions {
     /// and benchmarks only: the journal then survives a process crash (the
     /// operating system still has the data) but not a power loss.
     pub sync: bool,
+    /// Whether [`Journal::open`] reads and checks the whole log (default
+    /// true). Off, it reads only what follows the checkpoint (so open time
+    /// follows the changes since the checkpoint), and
+    /// [`Recovery::records`] holds only those; older records are checked
+    /// when [`read_records`] reads them. The checkpoint's recorded log
+    /// length is then checked against the file's length and the first record
+    /// after it, not against every record boundary.
+    pub read_all: bool,
 }
 
 impl JournalOptions {
     /// The default options: sync on.
     #[must_use]
     pub const fn new() -> Self {
-        Self { sync: true }
+        Self {
+            sync: true,
+            read_all: true,
+        }
+    }
+
+    /// Sets whether to read the whole log at open; see
+    /// [`read_all`](Self::read_all).
+    #[must_use]
+    pub const fn with_read_all(mut self, read_all: bool) -> Self {
+        self.read_all = read_all;
+        self
     }
 
     /// Sets whether to `fsync`; see [`sync`](Self::sync).
@@ -366,23 +389,62 @@ impl Journal {
             }
             Err(e) => return Err(io_error(IoAction::Open, &log_path, e)),
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io_error(IoAction::Read, &log_path, e))?;
-
         let corrupt = |(offset, reason)| JournalError::Corrupt {
             path: log_path.clone(),
             offset,
             reason,
         };
-        let scan = scan_log(&bytes).map_err(corrupt)?;
-        if let Some(checkpoint) = &checkpoint {
-            check_against_checkpoint(&scan, checkpoint.log_len).map_err(corrupt)?;
-        }
-        let file_len = to_u64(bytes.len());
-        drop(bytes);
+        let read = |e| io_error(IoAction::Read, &log_path, e);
+        let tail_from = checkpoint
+            .as_ref()
+            .filter(|c| !options.read_all && c.log_len > to_u64(LOG_HEADER_LEN));
+        let (scan, file_len) = match tail_from {
+            None => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map_err(read)?;
+                let scan = scan_log(&bytes).map_err(corrupt)?;
+                if let Some(checkpoint) = &checkpoint {
+                    check_against_checkpoint(&scan, checkpoint.log_len).map_err(corrupt)?;
+                }
+                (scan, to_u64(bytes.len()))
+            }
+            Some(checkpoint) => {
+                // Only what follows the checkpoint: open time follows the
+                // changes since it, not the length of the audit log.
+                let file_len = file.metadata().map_err(read)?.len();
+                let mut header = [0; LOG_HEADER_LEN];
+                let got = (&file)
+                    .take(to_u64(LOG_HEADER_LEN))
+                    .read(&mut header)
+                    .map_err(read)?;
+                let header = header.get(..got).unwrap_or_default();
+                check_magic(header, LOG_MAGIC)
+                    .and_then(|()| {
+                        header
+                            .get(..LOG_HEADER_LEN)
+                            .map(|_| ())
+                            .ok_or((0, Corruption::TruncatedHeader { len: to_u64(got) }))
+                    })
+                    .map_err(corrupt)?;
+                if checkpoint.log_len > file_len {
+                    return Err(corrupt((
+                        file_len,
+                        Corruption::BehindCheckpoint {
+                            checkpoint_log_len: checkpoint.log_len,
+                        },
+                    )));
+                }
+                file.seek(SeekFrom::Start(checkpoint.log_len))
+                    .map_err(read)?;
+                let mut tail = Vec::new();
+                file.read_to_end(&mut tail).map_err(read)?;
+                let scan = scan_records(&tail, 0, checkpoint.log_len, Some(checkpoint.revision))
+                    .map_err(corrupt)?;
+                (scan, file_len)
+            }
+        };
 
-        let len = to_u64(scan.valid_end);
+        let len = scan.valid_end;
         let truncated_tail = if len < file_len {
             file.set_len(len)
                 .map_err(|e| io_error(IoAction::Truncate, &log_path, e))?;
@@ -537,6 +599,12 @@ impl Journal {
         self.checkpoint
     }
 
+    /// The log file, for [`read_records`].
+    #[must_use]
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The journal directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -593,6 +661,63 @@ impl Journal {
         }
         self.file.sync_data()
     }
+}
+
+/// Reads the whole, synced records of the log at `path` in its first `end`
+/// bytes (a length the journal reported after an append, so every record
+/// there is whole), in order, handing each to `visit` until it breaks.
+/// Memory holds one record at a time; the writer may go on appending.
+///
+/// # Errors
+///
+/// [`JournalError::Io`] when the log cannot be opened or read;
+/// [`JournalError::Corrupt`] when a record there fails its checksums or
+/// order (damage after the journal was opened).
+pub fn read_records(
+    path: &Path,
+    end: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>,
+) -> Result<(), JournalError> {
+    let file = File::open(path).map_err(|e| io_error(IoAction::Open, path, e))?;
+    let mut reader = io::BufReader::with_capacity(1 << 16, file.take(end));
+    let corrupt = |offset, reason| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let read = |e| io_error(IoAction::Read, path, e);
+    let mut header = [0; LOG_HEADER_LEN];
+    reader.read_exact(&mut header).map_err(read)?;
+    check_magic(&header, LOG_MAGIC).map_err(|(offset, reason)| corrupt(offset, reason))?;
+    let mut at = to_u64(LOG_HEADER_LEN);
+    let mut previous = None;
+    let mut payload = Vec::new();
+    while at < end {
+        let mut raw = [0; RECORD_HEADER_LEN];
+        reader.read_exact(&mut raw).map_err(read)?;
+        let record =
+            decode_record_header(&raw).ok_or(corrupt(at, Corruption::RecordHeaderChecksum))?;
+        payload.resize(record.len, 0);
+        reader.read_exact(&mut payload).map_err(read)?;
+        if crc32fast::hash(&payload) != record.payload_crc {
+            return Err(corrupt(at, Corruption::RecordPayloadChecksum));
+        }
+        if let Some(previous) = previous.filter(|p| record.revision <= *p) {
+            return Err(corrupt(
+                at,
+                Corruption::RevisionOrder {
+                    previous,
+                    found: record.revision,
+                },
+            ));
+        }
+        previous = Some(record.revision);
+        if visit(record.revision, &payload).is_break() {
+            break;
+        }
+        at += to_u64(RECORD_HEADER_LEN + record.len);
+    }
+    Ok(())
 }
 
 /// A checkpoint to be written outside the journal's owner: see
@@ -658,8 +783,9 @@ struct CheckpointFile {
 struct Scan {
     /// Every whole, valid record, in order.
     records: Vec<(u64, Vec<u8>)>,
-    /// The end of the last whole record (or of the file header).
-    valid_end: usize,
+    /// The end of the last whole record (or of the file header), in the
+    /// log.
+    valid_end: u64,
 }
 
 /// One step of the log scan, at some offset.
@@ -695,23 +821,28 @@ fn scan_log(bytes: &[u8]) -> Result<Scan, Damage> {
         },
     ))?;
     check_magic(header, LOG_MAGIC)?;
+    scan_records(bytes, LOG_HEADER_LEN, 0, None)
+}
 
-    let mut records = Vec::new();
-    let mut at = LOG_HEADER_LEN;
+/// Scans the records of `bytes` from `at` (a record boundary), where
+/// `bytes` starts at byte `base` of the log; `floor` is a revision every
+/// record must exceed.
+fn scan_records(bytes: &[u8], at: usize, base: u64, floor: Option<u64>) -> Result<Scan, Damage> {
+    let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut at = at;
     loop {
         match step(bytes, at) {
             Step::End | Step::Torn => break,
-            Step::Corrupt(reason) => return Err((to_u64(at), reason)),
+            Step::Corrupt(reason) => return Err((base + to_u64(at), reason)),
             Step::Record {
                 revision,
                 payload,
                 end,
             } => {
-                if let Some((previous, _)) = records.last() {
-                    if revision <= *previous {
-                        let previous = *previous;
+                if let Some(previous) = records.last().map(|(r, _)| *r).or(floor) {
+                    if revision <= previous {
                         return Err((
-                            to_u64(at),
+                            base + to_u64(at),
                             Corruption::RevisionOrder {
                                 previous,
                                 found: revision,
@@ -726,7 +857,7 @@ fn scan_log(bytes: &[u8]) -> Result<Scan, Damage> {
     }
     Ok(Scan {
         records,
-        valid_end: at,
+        valid_end: base + to_u64(at),
     })
 }
 
@@ -833,7 +964,7 @@ fn check_magic(header: &[u8], magic: [u8; 8]) -> Result<(), Damage> {
 /// Checks that the log still holds everything it held when the checkpoint
 /// was taken.
 fn check_against_checkpoint(scan: &Scan, checkpoint_log_len: u64) -> Result<(), Damage> {
-    let valid_end = to_u64(scan.valid_end);
+    let valid_end = scan.valid_end;
     if checkpoint_log_len > valid_end {
         return Err((
             valid_end,
@@ -1252,6 +1383,93 @@ mod tests {
             assert_eq!(recovery.records, expected([10, 20, 30, 40, 41]));
             assert_eq!(recovery.truncated_tail, None);
         }
+    }
+
+    #[test]
+    fn reading_after_the_checkpoint_only_recovers_the_same_state() {
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let (tmp, journal) = five_with_checkpoint();
+        drop(journal);
+        let (mut journal, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.records, expected([40, 50]));
+        assert_eq!(recovery.checkpoint, Some((30, b"state at 30".to_vec())));
+        assert_eq!(journal.last_revision(), Some(50));
+        journal.append(60, &payload(60)).unwrap();
+        drop(journal);
+        // Old records are still there, for a full read and for read_records.
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected([10, 20, 30, 40, 50, 60]));
+        let mut seen = Vec::new();
+        let len = fs::metadata(log(tmp.path())).unwrap().len();
+        read_records(&log(tmp.path()), len, |revision, bytes| {
+            seen.push((revision, bytes.to_vec()));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen, expected([10, 20, 30, 40, 50, 60]));
+
+        let whole = fs::read(log(tmp.path())).unwrap();
+        let spans = record_spans(&whole);
+        // A torn last record is cut, as in a full read.
+        let last = spans.last().unwrap().clone();
+        for cut in last.start..last.end {
+            fs::write(log(tmp.path()), &whole[..cut]).unwrap();
+            let (journal, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+            assert_eq!(recovery.records, expected([40, 50]), "cut at {cut}");
+            let dropped = to_u64(cut - last.start);
+            assert_eq!(recovery.truncated_tail, (dropped > 0).then_some(dropped));
+            assert_eq!(journal.log_size(), to_u64(last.start));
+            drop(journal);
+            fs::write(log(tmp.path()), &whole).unwrap();
+        }
+        // Damage after the checkpoint is found; damage before it is not
+        // read at open, but read_records finds it.
+        let mut bytes = whole.clone();
+        bytes[spans[3].start + RECORD_HEADER_LEN] ^= 1;
+        fs::write(log(tmp.path()), &bytes).unwrap();
+        let (_, offset, reason) =
+            corrupt_at(Journal::open_with(tmp.path(), tail_only).unwrap_err());
+        assert_eq!(
+            (offset, reason),
+            (to_u64(spans[3].start), Corruption::RecordPayloadChecksum)
+        );
+        let mut bytes = whole.clone();
+        bytes[spans[0].start + RECORD_HEADER_LEN] ^= 1;
+        fs::write(log(tmp.path()), &bytes).unwrap();
+        let (_, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.records, expected([40, 50, 60]));
+        let err = read_records(&log(tmp.path()), to_u64(bytes.len()), |_, _| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap_err();
+        assert_eq!(
+            corrupt_at(err).2,
+            Corruption::RecordPayloadChecksum,
+            "found when read"
+        );
+        // A log shorter than the checkpoint says is refused.
+        fs::write(log(tmp.path()), &whole[..spans[1].end]).unwrap();
+        let (_, _, reason) = corrupt_at(Journal::open_with(tmp.path(), tail_only).unwrap_err());
+        assert!(
+            matches!(reason, Corruption::BehindCheckpoint { .. }),
+            "{reason:?}"
+        );
+        // A record after the checkpoint that does not follow it is refused.
+        let mut bytes = whole[..spans[2].end].to_vec();
+        bytes.extend(encode_record(25, b"x").unwrap());
+        fs::write(log(tmp.path()), &bytes).unwrap();
+        let (_, offset, reason) =
+            corrupt_at(Journal::open_with(tmp.path(), tail_only).unwrap_err());
+        assert_eq!(
+            (offset, reason),
+            (
+                to_u64(spans[2].end),
+                Corruption::RevisionOrder {
+                    previous: 30,
+                    found: 25
+                }
+            )
+        );
     }
 
     #[test]

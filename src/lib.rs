@@ -52,8 +52,8 @@ pub use change::{Change, ChangeError, ChangeMeta, EntityClock, Outcome, Reparent
 pub use check::{Claims, Principal, Requirement};
 pub use compile::{CompileError, Cycle, DefaultRole, Problem};
 pub use engine::{
-    AssignmentGuard, Engine, EngineOptions, Entry, Existing, OpenError, Recovery, RoleAssignment,
-    RolesChanged, Stats,
+    AssignmentGuard, Engine, EngineOptions, Entry, Existing, Feed, OpenError, Recovery,
+    RoleAssignment, RolesChanged, Stats, Subscription, FEED_CAPACITY,
 };
 pub use explain::{
     EffectivePermission, Explanation, Granted, Inheritance, InheritedRole, PermissionReason,

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rolegraph::{Change, ChangeMeta, Engine, Policy, Requirement, Snapshot};
+use rolegraph::{Change, ChangeMeta, Engine, Feed, Policy, Requirement, Snapshot};
 
 /// Changes the writer publishes.
 const CHANGES: u64 = 3_000;
@@ -142,7 +142,7 @@ fn readers_see_whole_revisions_and_keep_going_while_a_writer_publishes() {
     let done = Arc::new(AtomicBool::new(false));
     // The writer's progress, for the readers to sample.
     let published = Arc::new(AtomicU64::new(0));
-    let feed = engine.subscribe();
+    let feed = engine.subscribe_with_capacity(CHANGES as usize);
     let started = Instant::now();
 
     let readers: Vec<_> = (0..READERS)
@@ -207,7 +207,13 @@ fn readers_see_whole_revisions_and_keep_going_while_a_writer_publishes() {
         );
     }
     // The feed saw every revision, in order.
-    let revisions: Vec<u64> = feed.try_iter().map(|e| e.revision).collect();
+    let revisions: Vec<u64> = feed
+        .try_iter()
+        .map(|f| match f {
+            Feed::Entry(e) => e.revision,
+            lagged => panic!("{lagged:?}"),
+        })
+        .collect();
     assert_eq!(revisions, (1..=CHANGES).collect::<Vec<_>>());
     eprintln!(
         "{CHANGES} changes in {writing:?} ({:?} each) while {READERS} readers made {total} checks",

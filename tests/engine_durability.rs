@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use rolegraph::{
     AssignmentGuard, Change, ChangeError, ChangeMeta, Corruption, Engine, EngineOptions,
-    EntityClock, Existing, JournalError, OpenError, Policy, Recovery, Requirement, Role, Snapshot,
+    EntityClock, Existing, Feed, JournalError, OpenError, Policy, Recovery, Requirement, Role,
+    Snapshot,
 };
 use tempfile::TempDir;
 
@@ -305,7 +306,7 @@ fn reopen_restores_policy_revision_memberships_and_deliveries() {
     drop(engine);
     let engine = Engine::open(tmp.path(), &policy()).unwrap();
     assert_eq!(answers(&engine, &USERS), after);
-    assert_eq!(engine.entries_since(0).len(), 5);
+    assert_eq!(engine.entries_since(0).unwrap().len(), 5);
 }
 
 #[test]
@@ -365,14 +366,14 @@ fn an_existing_directory_validates_initial_and_reconciles_on_request() {
     assert_eq!(engine.revision(), 3);
     assert_eq!(engine.policy(), Engine::new(&edited).unwrap().policy());
     // One audited batch; memberships are kept, minus the deleted role.
-    let batch = engine.entries_since(2);
+    let batch = engine.entries_since(2).unwrap();
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].actor.as_deref(), Some("rolegraph-reconcile"));
     assert_eq!(
         engine.snapshot().membership("org_1", "ada").unwrap().roles,
         ["viewer"]
     );
-    assert_eq!(engine.user_role_history("org_1", "ada").len(), 2);
+    assert_eq!(engine.user_role_history("org_1", "ada").unwrap().len(), 2);
     drop(engine);
 
     // Nothing left to reconcile: nothing applied.
@@ -455,7 +456,7 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
     assert_eq!(checkpoint_revision(tmp.path()), 6);
     let users = ["u2", "u3", "u4", "u5", "u6", "u7", "u8"];
     let before = answers(&engine, &users);
-    let history = engine.entries_since(0);
+    let history = engine.entries_since(0).unwrap();
     drop(engine);
 
     let engine = Engine::open_with(tmp.path(), &other_policy(), options(3)).unwrap();
@@ -463,10 +464,11 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
     assert_eq!(answers(&engine, &users), before);
     assert!(engine.delivered("msg_2") && engine.delivered("msg_6"));
     // The log keeps every record, before the checkpoint too: it is the audit log.
-    assert_eq!(engine.entries_since(0), history);
+    assert_eq!(engine.entries_since(0).unwrap(), history);
     assert_eq!(
         engine
             .entries_since(0)
+            .unwrap()
             .iter()
             .map(|e| e.revision)
             .collect::<Vec<_>>(),
@@ -501,7 +503,7 @@ fn recovery_replays_only_the_journal_after_the_last_checkpoint() {
         engine.snapshot().membership("org_1", "u13").unwrap().roles,
         ["viewer"]
     );
-    assert_eq!(engine.entries_since(0).len(), 13);
+    assert_eq!(engine.entries_since(0).unwrap().len(), 13);
     // `checkpoint_every: 0` never checkpoints by itself.
     for k in 14..=20 {
         engine
@@ -535,7 +537,7 @@ fn a_torn_tail_is_cut_and_the_engine_opens_with_the_earlier_records() {
         s.membership("org_1", "u5").is_none(),
         "nothing of the torn record"
     );
-    assert_eq!(engine.entries_since(0).len(), 4);
+    assert_eq!(engine.entries_since(0).unwrap().len(), 4);
     assert_eq!(
         fs::metadata(log_path(&tmp)).unwrap().len(),
         spans[3].end as u64,
@@ -828,7 +830,7 @@ fn the_audit_history_survives_a_reopen() {
         )
         .unwrap();
 
-    let history = engine.user_role_history("org_1", "ada");
+    let history = engine.user_role_history("org_1", "ada").unwrap();
     let steps: Vec<_> = history
         .iter()
         .map(|h| {
@@ -852,33 +854,38 @@ fn the_audit_history_survives_a_reopen() {
     );
     let editor: Vec<u64> = engine
         .role_history(None, "editor")
+        .unwrap()
         .iter()
         .map(|e| e.revision)
         .collect();
     assert_eq!(editor, [2, 5]);
-    assert!(engine.role_history(Some("org_1"), "editor").is_empty());
-    let since = engine.entries_since(4);
+    assert!(engine
+        .role_history(Some("org_1"), "editor")
+        .unwrap()
+        .is_empty());
+    let since = engine.entries_since(4).unwrap();
     assert_eq!(since.iter().map(|e| e.revision).collect::<Vec<_>>(), [5, 6]);
     assert_eq!(since[0].actor.as_deref(), Some("carol"));
-    let org2 = engine.user_role_history("org_2", "ada");
-    let all = engine.entries_since(0);
+    let org2 = engine.user_role_history("org_2", "ada").unwrap();
+    let all = engine.entries_since(0).unwrap();
     drop(engine);
 
     let engine = Engine::open_with(tmp.path(), &policy(), options(2)).unwrap();
-    assert_eq!(engine.user_role_history("org_1", "ada"), history);
-    assert_eq!(engine.user_role_history("org_2", "ada"), org2);
+    assert_eq!(engine.user_role_history("org_1", "ada").unwrap(), history);
+    assert_eq!(engine.user_role_history("org_2", "ada").unwrap(), org2);
     assert_eq!(
         engine
             .role_history(None, "editor")
+            .unwrap()
             .iter()
             .map(|e| e.revision)
             .collect::<Vec<_>>(),
         editor
     );
-    assert_eq!(engine.entries_since(0), all);
-    assert_eq!(engine.entries_since(4), since);
-    assert!(engine.entries_since(6).is_empty());
-    assert!(engine.entries_since(600).is_empty());
+    assert_eq!(engine.entries_since(0).unwrap(), all);
+    assert_eq!(engine.entries_since(4).unwrap(), since);
+    assert!(engine.entries_since(6).unwrap().is_empty());
+    assert!(engine.entries_since(600).unwrap().is_empty());
 }
 
 #[test]
@@ -923,7 +930,13 @@ fn subscribers_get_accepted_batches_in_revision_order() {
             });
         }
     });
-    let got: Vec<_> = feed.try_iter().collect();
+    let got: Vec<_> = feed
+        .try_iter()
+        .map(|f| match f {
+            Feed::Entry(e) => e,
+            lagged => panic!("{lagged:?}"),
+        })
+        .collect();
     assert_eq!(
         got.iter().map(|e| e.revision).collect::<Vec<_>>(),
         (2..=201).collect::<Vec<_>>()
@@ -937,9 +950,51 @@ fn subscribers_get_accepted_batches_in_revision_order() {
         assert_eq!(e.memberships[0].after, ["viewer"]);
     }
     // The feed and the journal tell the same story.
-    assert_eq!(engine.entries_since(1), got);
+    assert_eq!(engine.entries_since(1).unwrap(), got);
     drop(engine);
     assert!(feed.recv().is_err(), "the feed ends with the engine");
+}
+
+#[test]
+fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
+    let engine = Engine::new(&policy()).unwrap();
+    let slow = engine.subscribe_with_capacity(3);
+    let fast = engine.subscribe_with_capacity(3);
+    for k in 1..=5 {
+        engine
+            .apply(
+                set_member("org_1", &format!("u{k}"), &["viewer"]),
+                ChangeMeta::by("a"),
+            )
+            .unwrap();
+        if k <= 3 {
+            assert!(matches!(fast.try_recv(), Ok(Feed::Entry(e)) if e.revision == k));
+        }
+    }
+    let got: Vec<Feed> = slow.try_iter().collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (k, item) in got[..3].iter().enumerate() {
+        assert!(
+            matches!(item, Feed::Entry(e) if e.revision == k as u64 + 1),
+            "{item:?}"
+        );
+    }
+    assert_eq!(got[3], Feed::Lagged { resume_from: 4 });
+    // The lagged subscription has ended; the other one goes on.
+    assert!(slow.try_recv().is_err());
+    assert!(slow.recv().is_err());
+    assert!(matches!(fast.try_recv(), Ok(Feed::Entry(e)) if e.revision == 4));
+    // Resuming: subscribe again, then catch up from the journal.
+    let again = engine.subscribe();
+    let missed = engine.entries_since(3).unwrap();
+    assert_eq!(
+        missed.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [4, 5]
+    );
+    engine
+        .apply(set_member("org_1", "u6", &["viewer"]), ChangeMeta::by("a"))
+        .unwrap();
+    assert!(matches!(again.try_recv(), Ok(Feed::Entry(e)) if e.revision == 6));
 }
 
 #[test]
@@ -1058,7 +1113,7 @@ fn guarded_assignment_needs_the_guard_and_roles_of_that_organization() {
             engine.snapshot().membership("org_1", &user).unwrap().roles,
             ["lead", "viewer"]
         );
-        let history = engine.user_role_history("org_1", &user);
+        let history = engine.user_role_history("org_1", &user).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].actor.as_deref(), Some(*who));
     }
@@ -1127,7 +1182,7 @@ fn guarded_assignment_needs_the_guard_and_roles_of_that_organization() {
     let engine = Engine::open(tmp.path(), &policy()).unwrap();
     assert_eq!(engine.revision(), revision + 1);
     assert_eq!(
-        engine.user_role_history("org_2", "victim")[0]
+        engine.user_role_history("org_2", "victim").unwrap()[0]
             .actor
             .as_deref(),
         Some("alice")
@@ -1250,4 +1305,19 @@ fn the_guard_checks_the_actors_principal_as_given() {
         .unwrap();
     let write = Requirement::permission(&engine.snapshot(), "users.write").unwrap();
     assert!(after.satisfies(&write) && !before.satisfies(&write));
+}
+
+#[test]
+fn engine_types_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<Engine>();
+    send_sync::<Recovery>();
+    send_sync::<Feed>();
+    send_sync::<OpenError>();
+    send_sync::<EngineOptions>();
+    send_sync::<Existing>();
+    send_sync::<rolegraph::Stats>();
+    // A subscription moves to the thread that consumes it.
+    send::<rolegraph::Subscription>();
 }

@@ -83,6 +83,14 @@ pub enum JournalError {
         /// The directory.
         path: PathBuf,
     },
+    /// A record read back from the log is not what the engine wrote.
+    #[error("journal record `{revision}` does not decode: {reason}")]
+    Decode {
+        /// The record's revision.
+        revision: u64,
+        /// What the decoder said.
+        reason: String,
+    },
     /// The state handed to a checkpoint could not be encoded; nothing was
     /// written, and the previous checkpoint stays in place.
     #[error("cannot encode the checkpoint of revision `{revision}`: {reason}")]
