@@ -418,7 +418,11 @@ async fn assign_member_roles(
             if let Some(directory) = &app.directory {
                 directory.set(&org, &user, &roles);
             }
-            let audit = app.engine.user_role_history(&org, &user).pop().map(|a| {
+            let history = app
+                .engine
+                .user_role_history(&org, &user)
+                .unwrap_or_default();
+            let audit = history.last().map(|a| {
                 json!({"revision": a.revision, "actor": a.actor, "before": a.before, "after": a.after})
             });
             json_answer(
