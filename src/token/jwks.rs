@@ -27,7 +27,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use super::cache::{TokenCache, TokenDigest};
+use super::cache::TokenCache;
 use super::claims::{RawClaims, KNOWN_CLAIMS};
 use super::{TokenError, VerifiedClaims, Verifier, VerifyFuture};
 
@@ -383,17 +383,14 @@ impl Inner {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
-        let digest = if self.cache.is_enabled() {
-            let digest = TokenDigest::of(token);
-            if let Some(claims) = self.cache.get(&digest, unix_now()) {
+        let cache_key = self.cache.key(token);
+        if let Some(key) = cache_key {
+            if let Some(claims) = self.cache.get(key, token, unix_now()) {
                 bump(&self.counters.cache_hits);
                 return Ok(claims);
             }
             bump(&self.counters.cache_misses);
-            Some(digest)
-        } else {
-            None
-        };
+        }
 
         let parts = split(token)?;
         let header: RawHeader = serde_json::from_slice(&decode_part(parts.header)?)
@@ -437,8 +434,8 @@ impl Inner {
 
         let now = unix_now();
         let claims = Arc::new(self.check_claims(&decode_part(parts.payload)?, now)?);
-        if let Some(digest) = digest {
-            self.cache.insert(digest, Arc::clone(&claims), now);
+        if let Some(key) = cache_key {
+            self.cache.insert(key, token, Arc::clone(&claims), now);
         }
         Ok(claims)
     }
