@@ -758,3 +758,38 @@ fn verifiers_and_errors_are_send_and_sync() {
     assert_send_sync::<TokenError>();
     assert_send_sync::<Arc<dyn Verifier>>();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_verifications_under_eviction_always_return_their_own_claims() {
+    let issuer = key_1();
+    let verifier = JwksVerifier::builder_from_jwks_json(issuer.jwks_json(), ISSUER, AUDIENCE)
+        .cache_capacity(8)
+        .build()
+        .unwrap();
+    let tokens: Arc<Vec<(String, String)>> = Arc::new(
+        (0..24)
+            .map(|i| {
+                let jti = format!("tkn_{i}");
+                (jti.clone(), issuer.mint(&with_jti(&jti)).unwrap())
+            })
+            .collect(),
+    );
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (verifier, tokens) = (verifier.clone(), tokens.clone());
+            tokio::spawn(async move {
+                for round in 0..150 {
+                    let (jti, token) = &tokens[(round * 7 + t * 5) % tokens.len()];
+                    let verified = verifier.verify(token).await.unwrap();
+                    assert_eq!(verified.token_id.as_deref(), Some(jti.as_str()));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = verifier.stats();
+    assert_eq!(stats.cache_hits + stats.cache_misses, 600);
+    assert!(stats.cached_tokens <= 8);
+}
