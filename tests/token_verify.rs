@@ -793,3 +793,48 @@ async fn concurrent_verifications_under_eviction_always_return_their_own_claims(
     assert_eq!(stats.cache_hits + stats.cache_misses, 600);
     assert!(stats.cached_tokens <= 8);
 }
+
+#[tokio::test]
+async fn algorithms_are_configuration() {
+    let pem = include_bytes!("data/jwt/test_only_ec_p256_private.pem");
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem).unwrap();
+    let mut jwk = serde_json::to_value(
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256).unwrap(),
+    )
+    .unwrap();
+    jwk["kid"] = "ec-1".into();
+    let jwks = serde_json::json!({"keys": [jwk, key_1().jwk()]}).to_string();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let es256 = jsonwebtoken::encode(&header, &payload(), &key).unwrap();
+
+    // The default allows RS256 only.
+    let default = JwksVerifier::from_jwks_json(&jwks, ISSUER, AUDIENCE).unwrap();
+    assert_eq!(
+        default.verify(&es256).await.unwrap_err(),
+        TokenError::Algorithm {
+            alg: "ES256".into()
+        }
+    );
+    let both = JwksVerifier::builder_from_jwks_json(jwks, ISSUER, AUDIENCE)
+        .algorithms(["ES256", "RS256"])
+        .build()
+        .unwrap();
+    assert_eq!(both.verify(&es256).await.unwrap().subject, "usr_1");
+    assert!(both.verify(&key_1().mint(&claims()).unwrap()).await.is_ok());
+    // An RS256 header naming the EC key: the key does not fit.
+    let mut c = claims();
+    c.token_id = Some("mismatch".into());
+    let rs_on_ec =
+        DevIssuer::from_pkcs8_pem("ec-1", include_str!("data/jwt/test_only_rsa_private.pem"))
+            .unwrap()
+            .mint(&c)
+            .unwrap();
+    assert_eq!(
+        both.verify(&rs_on_ec).await.unwrap_err(),
+        TokenError::KeyMismatch {
+            kid: "ec-1".into(),
+            alg: "RS256".into()
+        }
+    );
+}
