@@ -383,6 +383,28 @@ async fn a_key_that_does_not_fit_the_algorithm_is_refused() {
         }
     );
     assert_eq!(verifier.stats().signature_verifications, 0);
+
+    // A JWK without `alg`: its type alone must fit the token's algorithm.
+    let mut jwk = issuer.jwk();
+    jwk.as_object_mut().unwrap().remove("alg");
+    let jwks = serde_json::json!({"keys": [jwk]}).to_string();
+    let untyped = JwksVerifier::builder_from_jwks_json(jwks, ISSUER, AUDIENCE)
+        .algorithms(["RS256", "ES256"])
+        .build()
+        .unwrap();
+    let e = untyped.verify(&es).await.unwrap_err();
+    assert_eq!(
+        e,
+        TokenError::KeyMismatch {
+            kid: "test-1".into(),
+            alg: "ES256".into()
+        }
+    );
+    assert_eq!(untyped.stats().signature_verifications, 0);
+    assert!(untyped
+        .verify(&issuer.mint(&claims()).unwrap())
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
