@@ -155,7 +155,10 @@ async fn bad_tokens_are_401_invalid_token_with_a_description() {
     let mut c = valid.clone();
     c.exp = now_s() - 3600;
     let a = refused(&base, &issuer.mint(&c)).await;
-    assert_eq!(a.challenge.unwrap(), invalid_token("the token has expired"));
+    assert_eq!(
+        a.challenge.unwrap(),
+        invalid_token(rolegraph::token::TokenError::Expired.description())
+    );
 
     let mut c = valid.clone();
     c.nbf = Some(now_s() + 3600);

@@ -305,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             challenge(&Rejection::InvalidToken(TokenError::Expired)),
-            r#"Bearer realm="my \"realm\"", error="invalid_token", error_description="the token has expired""#
+            r#"Bearer realm="my \"realm\"", error="invalid_token", error_description="the access token expired""#
         );
         assert_eq!(
             challenge(&Rejection::InsufficientScope {
