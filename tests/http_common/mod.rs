@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use rolegraph::http::{Authenticated, AuthorizeLayer, Rule};
-use rolegraph::token::{TokenError, VerifiedClaims, Verifier, VerifyFuture};
+use rolegraph::token::{DevClaims, DevIssuer, JwksVerifier, Verifier, VerifierStats, VerifyFuture};
 use rolegraph::Policy;
 
 pub const ISSUER: &str = "https://test.scalekit.local";
@@ -33,7 +33,7 @@ pub fn now_s() -> u64 {
 }
 
 /// What a test token says.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct TestClaims {
     pub sub: String,
     pub oid: Option<String>,
@@ -63,25 +63,49 @@ impl TestClaims {
     }
 }
 
-/// Issues tokens and verifies them; counts verifications.
+/// Signs RS256 tokens with the committed TEST-ONLY key, serves its JWKS on
+/// 127.0.0.1, and hands out a `JwksVerifier` fetching from there (wrapped
+/// to count calls).
 pub struct Issuer {
+    dev: DevIssuer,
+    jwks: JwksVerifier,
     pub verifications: Arc<AtomicU64>,
 }
 
 impl Issuer {
     pub async fn start() -> Self {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pem =
+            std::fs::read_to_string(here.join("tests/data/jwt/test_only_rsa_private.pem")).unwrap();
+        let dev = DevIssuer::from_pkcs8_pem("test-1", &pem).unwrap();
+        let keys = dev.jwks_json();
+        let base = serve(Router::new().route("/keys", get(move || async move { keys }))).await;
+        let jwks = JwksVerifier::builder(format!("{base}/keys"), ISSUER, AUDIENCE)
+            .refresh_interval(std::time::Duration::ZERO)
+            .build()
+            .unwrap();
+        jwks.refresh().await.unwrap();
         Self {
+            dev,
+            jwks,
             verifications: Arc::new(AtomicU64::new(0)),
         }
     }
 
     pub fn mint(&self, claims: &TestClaims) -> String {
-        let json = serde_json::to_vec(claims).unwrap();
-        json.iter().map(|b| format!("{b:02x}")).collect()
+        let mut c = DevClaims::new(claims.sub.clone(), claims.iss.clone(), claims.aud.clone());
+        c.organization = claims.oid.clone();
+        c.roles = claims.roles.clone();
+        c.permissions = claims.permissions.clone();
+        c.email = claims.email.clone();
+        c.expires_at = claims.exp;
+        c.not_before = claims.nbf;
+        self.dev.mint(&c).unwrap()
     }
 
     pub fn verifier(&self) -> Arc<dyn Verifier> {
-        Arc::new(FakeVerifier {
+        Arc::new(Counting {
+            inner: self.jwks.clone(),
             count: Arc::clone(&self.verifications),
         })
     }
@@ -89,47 +113,21 @@ impl Issuer {
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
+
+    pub fn stats(&self) -> VerifierStats {
+        self.jwks.stats()
+    }
 }
 
-struct FakeVerifier {
+struct Counting {
+    inner: JwksVerifier,
     count: Arc<AtomicU64>,
 }
 
-impl Verifier for FakeVerifier {
+impl Verifier for Counting {
     fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
         self.count.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async move {
-            let bytes: Option<Vec<u8>> = (0..token.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
-                .collect();
-            let c: TestClaims = bytes
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or(TokenError::Malformed)?;
-            let now = now_s();
-            if c.exp < now {
-                return Err(TokenError::Expired);
-            }
-            if c.nbf.is_some_and(|n| n > now) {
-                return Err(TokenError::NotYetValid);
-            }
-            if c.iss != ISSUER {
-                return Err(TokenError::Issuer);
-            }
-            if !c.aud.iter().any(|a| a == AUDIENCE) {
-                return Err(TokenError::Audience);
-            }
-            let mut v = VerifiedClaims::default();
-            v.subject = c.sub;
-            v.organization = c.oid;
-            v.roles = c.roles;
-            v.permissions = c.permissions;
-            v.email = c.email;
-            v.issuer = c.iss;
-            v.audience = c.aud;
-            v.expires_at = c.exp;
-            Ok(Arc::new(v))
-        })
+        self.inner.verify(token)
     }
 }
 
