@@ -719,7 +719,41 @@ impl Tour<'_> {
             write!(self.out, "  WWW-Authenticate: {}", answer.www_authenticate)?;
         }
         writeln!(self.out)?;
-        if !answer.body.is_empty() {
+        let parsed = serde_json::from_str::<Value>(&answer.body).ok();
+        let listed = parsed
+            .as_ref()
+            .and_then(|v| v.get("permissions").and_then(Value::as_array).cloned());
+        if let Some(permissions) = listed {
+            let field = |k: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            };
+            writeln!(
+                self.out,
+                "           roles {} at revision {}, decided by {}",
+                field("roles"),
+                field("revision"),
+                field("decided_by")
+            )?;
+            // `GET /me/permissions`: one line per permission, with its path.
+            for p in &permissions {
+                let text = |k: &str| {
+                    p.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                writeln!(
+                    self.out,
+                    "           {:<18} via {}",
+                    text("permission"),
+                    text("via")
+                )?;
+            }
+        } else if !answer.body.is_empty() {
             let mut body: String = answer.body.chars().take(300).collect();
             if body.len() < answer.body.len() {
                 body.push('…');
