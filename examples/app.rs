@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run -q --example app --features axum,jwt,scalekit -- --tour
-//! cargo run -q --example app --features axum,jwt,scalekit -- [--listen 127.0.0.1:3000]
+//! cargo run -q --example app --features axum,jwt,scalekit -- [--listen 127.0.0.1:3000] [--key dev.pem]
 //! ```
 //!
 //! `--tour` starts the app on an ephemeral 127.0.0.1 port, drives it over
@@ -17,7 +17,10 @@
 //! generates an RSA key, serves its JWKS at `/.well-known/jwks.json`,
 //! verifies tokens against it like any Scalekit environment, stands in for
 //! Scalekit's directory (the roles a membership webhook fetches), and prints
-//! a token per seeded user and the webhook secret. With
+//! a token per seeded user and the webhook secret; `--key FILE` signs with
+//! that RSA key instead of a fresh one, so that
+//! `rolegraph mint-token --key FILE …` (features `cli,jwt`) mints tokens it
+//! accepts. With
 //! `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
 //! `SCALEKIT_WEBHOOK_SECRET` set, it verifies your environment's tokens and
 //! webhooks instead.
@@ -544,9 +547,23 @@ impl DevApp {
     /// When the address cannot be bound, the key cannot be generated, or
     /// the JWKS cannot be read back.
     pub async fn start(listen: &str) -> Result<Self, BoxError> {
+        Self::start_with_key(listen, None).await
+    }
+
+    /// As [`start`](Self::start), signing with the RSA private key `pem`
+    /// (PEM) when given, so that tokens minted elsewhere with it
+    /// (`rolegraph mint-token --key FILE`) verify.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), or a key that is not an RSA private key.
+    pub async fn start_with_key(listen: &str, pem: Option<&str>) -> Result<Self, BoxError> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let issuer = Arc::new(DevIssuer::generate("dev-key-1")?);
+        let issuer = Arc::new(match pem {
+            Some(pem) => DevIssuer::from_pkcs8_pem("dev-key-1", pem)?,
+            None => DevIssuer::generate("dev-key-1")?,
+        });
         let directory = Arc::new(DevDirectory::new(POLICY.parse()?));
         let engine = dev_engine(&directory)?;
         let base = format!("http://{addr}");
@@ -706,7 +723,41 @@ impl Tour<'_> {
             write!(self.out, "  WWW-Authenticate: {}", answer.www_authenticate)?;
         }
         writeln!(self.out)?;
-        if !answer.body.is_empty() {
+        let parsed = serde_json::from_str::<Value>(&answer.body).ok();
+        let listed = parsed
+            .as_ref()
+            .and_then(|v| v.get("permissions").and_then(Value::as_array).cloned());
+        if let Some(permissions) = listed {
+            let field = |k: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            };
+            writeln!(
+                self.out,
+                "           roles {} at revision {}, decided by {}",
+                field("roles"),
+                field("revision"),
+                field("decided_by")
+            )?;
+            // `GET /me/permissions`: one line per permission, with its path.
+            for p in &permissions {
+                let text = |k: &str| {
+                    p.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                writeln!(
+                    self.out,
+                    "           {:<18} via {}",
+                    text("permission"),
+                    text("via")
+                )?;
+            }
+        } else if !answer.body.is_empty() {
             let mut body: String = answer.body.chars().take(300).collect();
             if body.len() < answer.body.len() {
                 body.push('…');
@@ -1079,8 +1130,9 @@ fn time_rfc3339() -> String {
 
 // --------------------------------------------------------------------- main
 
-async fn serve_dev(listen: &str) -> Result<(), BoxError> {
-    let app = DevApp::start(listen).await?;
+async fn serve_dev(listen: &str, key: Option<&str>) -> Result<(), BoxError> {
+    let pem = key.map(std::fs::read_to_string).transpose()?;
+    let app = DevApp::start_with_key(listen, pem.as_deref()).await?;
     let base = app.url();
     println!("rolegraph example app (development mode) on {base}");
     println!("  JWKS: {base}/.well-known/jwks.json   webhook secret: {DEV_WEBHOOK_SECRET}");
@@ -1131,12 +1183,14 @@ async fn serve_scalekit(
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let listen = args
-        .iter()
-        .position(|a| a == "--listen")
-        .and_then(|i| args.get(i + 1))
-        .map_or("127.0.0.1:3000", String::as_str)
-        .to_owned();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let listen = value("--listen").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let key = value("--key");
     let result = if args.iter().any(|a| a == "--tour") {
         let mut stdout = std::io::stdout().lock();
         match tour(&mut stdout).await {
@@ -1155,7 +1209,7 @@ async fn main() -> std::process::ExitCode {
             [Some(url), Some(id), Some(secret)] => {
                 serve_scalekit(&listen, &url, &id, &secret).await
             }
-            _ => serve_dev(&listen).await,
+            _ => serve_dev(&listen, key.as_deref()).await,
         }
     };
     match result {

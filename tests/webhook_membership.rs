@@ -401,3 +401,58 @@ fn a_resync_gives_up_when_the_policy_never_holds_still() {
     // Nothing was undone.
     assert!(engine.snapshot().role(None, "churn_3").is_some());
 }
+
+#[test]
+fn a_role_deletion_resync_does_not_undo_what_landed_while_the_source_was_read() {
+    // Locally: `writer` (description v1) extends `reader`.
+    let mut local = Policy::new();
+    local.permission("docs:read");
+    local.role("reader").grant("docs:read");
+    local.role("writer").extends("reader").description("v1");
+    // Scalekit: `reader` deleted (`writer` detached), `writer` at v2.
+    let mut upstream = Policy::new();
+    upstream.permission("docs:read");
+    upstream.role("writer").description("v2");
+    let dir = Directory::new(upstream);
+    let engine = Engine::new(&local).unwrap();
+    let h = Handler::new(engine.clone(), verifier()).with_source(Arc::clone(&dir));
+    // Right after the first read, Scalekit moves `writer` to v3 and that
+    // event is applied here before the deletion's batch.
+    let (dir2, engine2) = (Arc::clone(&dir), engine.clone());
+    *dir.after_first_read.lock().unwrap() = Some(Box::new(move || {
+        let mut p = dir2.policy.lock().unwrap();
+        p.roles
+            .iter_mut()
+            .find(|r| r.name == "writer")
+            .unwrap()
+            .description = Some("v3".into());
+        engine2
+            .apply(
+                Change::UpdateRole {
+                    organization: None,
+                    name: "writer".into(),
+                    display_name: None,
+                    description: Some("v3".into()),
+                    permissions: None,
+                    extends: None,
+                },
+                ChangeMeta::by("test"),
+            )
+            .unwrap();
+    }));
+    let deleted = role_event("deleted", "e1", 10, "reader", None);
+    let out = deliver(&h, "m1", &deleted);
+    assert_eq!(out.label(), "applied", "{}", out.body());
+    assert!(out.body().contains("\"resynced\":true"), "{}", out.body());
+    // The state read before v3 landed was not applied over it.
+    assert_eq!(dir.policy_fetches.load(Ordering::SeqCst), 2);
+    let writer = engine
+        .policy()
+        .roles
+        .into_iter()
+        .find(|r| r.name == "writer")
+        .unwrap();
+    assert_eq!(writer.description.as_deref(), Some("v3"));
+    assert!(writer.extends.is_empty());
+    assert!(engine.snapshot().role(None, "reader").is_none());
+}

@@ -64,6 +64,8 @@ enum Command {
     Check(CheckArgs),
     Eval(EvalArgs),
     Explain(ExplainArgs),
+    #[cfg(feature = "jwt")]
+    MintToken(MintTokenArgs),
 }
 
 /// The policy file every command reads.
@@ -228,6 +230,100 @@ struct ExplainArgs {
     json: bool,
 }
 
+/// Mint a development access token (RS256), shaped like Scalekit's.
+///
+/// Prints the token on stdout. The key is a PKCS#8 (or PKCS#1) RSA private
+/// key in PEM, for example from
+/// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dev.pem`;
+/// without `--key` a fresh key is generated, and `--jwks FILE` writes the
+/// key set that verifies the token. For development and tests only.
+/// Defaults fit the example app (`cargo run --example app --features
+/// axum,jwt,scalekit -- --key dev.pem`).
+#[cfg(feature = "jwt")]
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:
+  rolegraph mint-token --key dev.pem --sub usr_bob --org org_69615647365005430 --roles project_manager
+  rolegraph mint-token --sub usr_1 --org org_1 --roles admin,viewer --jwks jwks.json --ttl 600
+
+",
+    exit_status!()
+))]
+struct MintTokenArgs {
+    /// `sub`: the Scalekit user id.
+    #[arg(long, value_name = "USER")]
+    sub: String,
+    /// `oid`: the organization.
+    #[arg(long, value_name = "ORG")]
+    org: Option<String>,
+    /// `roles`, comma-separated.
+    #[arg(long, value_name = "ROLE,...", value_delimiter = ',')]
+    roles: Vec<String>,
+    /// `permissions`, comma-separated.
+    #[arg(long, value_name = "PERMISSION,...", value_delimiter = ',')]
+    permissions: Vec<String>,
+    /// `email`.
+    #[arg(long, value_name = "EMAIL")]
+    email: Option<String>,
+    /// The RSA private key (PEM) to sign with; a fresh one without it.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The key id (`kid`) written in the token's header.
+    #[arg(long, value_name = "KID", default_value = "dev-key-1")]
+    kid: String,
+    /// `iss`.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:3000")]
+    issuer: String,
+    /// `aud`.
+    #[arg(long, value_name = "AUDIENCE", default_value = "skc_dev")]
+    audience: String,
+    /// Seconds until `exp`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    ttl: u64,
+    /// Also write the key set (JWKS) that verifies the token to this file.
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<PathBuf>,
+}
+
+#[cfg(feature = "jwt")]
+fn mint_token(args: &MintTokenArgs) -> Outcome {
+    use rolegraph::token::{DevClaims, DevIssuer};
+    let issuer = match &args.key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                Failure::one(format!(
+                    "cannot read `{}`: {}",
+                    path.display(),
+                    lowercase_first(&e.to_string())
+                ))
+            })?;
+            DevIssuer::from_pkcs8_pem(&args.kid, &pem)
+        }
+        None => DevIssuer::generate(&args.kid),
+    }
+    .map_err(|e| Failure::one(lowercase_first(&e.to_string())))?;
+    let mut claims = DevClaims::new(&args.sub, &args.issuer, [&args.audience]);
+    claims.organization = args.org.clone();
+    claims.roles = items(&args.roles);
+    claims.permissions = items(&args.permissions);
+    claims.email = args.email.clone();
+    claims.expires_at = claims.issued_at.saturating_add(args.ttl);
+    let token = issuer
+        .mint(&claims)
+        .map_err(|e| Failure::one(lowercase_first(&e.to_string())))?;
+    if let Some(path) = &args.jwks {
+        std::fs::write(path, issuer.jwks_json()).map_err(|e| {
+            Failure::one(format!(
+                "cannot write `{}`: {}",
+                path.display(),
+                lowercase_first(&e.to_string())
+            ))
+        })?;
+    }
+    writeln!(io::stdout().lock(), "{token}")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Why a command stopped.
 enum Failure {
     /// Report these lines on stderr (each prefixed `error: `) and exit 2.
@@ -271,6 +367,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Eval(args) => eval(&args),
         Command::Explain(args) => explain(&args),
+        #[cfg(feature = "jwt")]
+        Command::MintToken(args) => mint_token(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -36,12 +36,14 @@ const MAX_ATTEMPTS: usize = MAX_FETCH_ROUNDS + 4;
 /// changing while it is read.
 const RESYNC_ATTEMPTS: usize = 4;
 
-/// What memberships are keyed by.
+/// What memberships from directory events (`organization.directory.user_*`)
+/// are keyed by. `user.organization_membership_*` events key by the
+/// Scalekit user id (`usr_…`, a token's `sub`) whatever this says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UserKey {
-    /// The user's email, lower-cased (what Scalekit's example handlers use;
-    /// also what `user.organization_membership_*` events can be matched on).
+    /// The user's email, lower-cased (what Scalekit's example handlers use,
+    /// and what a token's `email` claim is matched on).
     #[default]
     Email,
     /// The directory user id (`diruser_…`).
