@@ -198,7 +198,7 @@ impl Csr {
 /// Role lookup by `(scope, name)` without storing the names twice.
 #[derive(Clone)]
 struct RoleIndex {
-    table: HashTable<RoleId>,
+    table: HashTable<u32>,
     state: ahash::RandomState,
 }
 
@@ -208,36 +208,34 @@ impl RoleIndex {
             table: HashTable::with_capacity(scopes.len()),
             state: ahash::RandomState::new(),
         };
-        for id in (0..scopes.len()).filter_map(RoleId::from_index) {
-            index.insert(names, scopes, id);
+        for id in 0..scopes.len() {
+            index.insert(names, scopes, id as u32);
         }
         index
     }
 
     /// Adds role `id`, already pushed to `names` and `scopes`.
-    fn insert(&mut self, names: &Names, scopes: &[u32], id: RoleId) {
+    fn insert(&mut self, names: &Names, scopes: &[u32], id: u32) {
         let state = &self.state;
-        let key = |id: &RoleId| {
-            state.hash_one((
-                scopes.get(id.index()).copied().unwrap_or(ENV),
-                names.get(id.index()),
-            ))
+        let key = |&id: &u32| {
+            let id = id as usize;
+            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.get(id)))
         };
         self.table.insert_unique(key(&id), id, key);
     }
 
     #[inline]
-    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<RoleId> {
+    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<usize> {
         let hash = self.state.hash_one((scope, name));
         self.table
-            .find(hash, |id| {
-                scopes.get(id.index()) == Some(&scope) && names.get(id.index()) == name
+            .find(hash, |&id| {
+                scopes.get(id as usize) == Some(&scope) && names.get(id as usize) == name
             })
-            .copied()
+            .map(|&id| id as usize)
     }
 
     fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<RoleId>() + 1)
+        self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 }
 
@@ -382,6 +380,8 @@ impl Permissions {
 pub(crate) struct Parts {
     /// The lineage to join (a fresh one for an unrelated compile).
     pub(crate) lineage: u64,
+    /// The role numbering the compiler tagged role ids with.
+    pub(crate) numbering: u32,
     pub(crate) perms: Permissions,
     pub(crate) role_names: Names,
     pub(crate) role_scope: Vec<u32>,
@@ -412,6 +412,9 @@ pub(crate) struct Core {
     id: u64,
     /// Shared by compiled policies whose permission ids agree.
     lineage: u64,
+    /// Shared by compiled policies whose role ids agree (a compile and its
+    /// patches): the tag of every [`RoleId`] they hand out.
+    numbering: u32,
     perms: Permissions,
     role_names: Arc<Names>,
     role_scope: Arc<Vec<u32>>,
@@ -447,6 +450,7 @@ impl Core {
         let mut core = Self {
             id: next_id(),
             lineage: parts.lineage,
+            numbering: parts.numbering,
             perms: parts.perms,
             role_names: Arc::new(parts.role_names),
             role_scope: Arc::new(parts.role_scope),
@@ -530,6 +534,22 @@ impl Core {
     #[inline]
     pub(crate) fn lineage(&self) -> u64 {
         self.lineage
+    }
+
+    /// The id of role `index`, tagged with this policy's numbering.
+    #[inline]
+    pub(crate) fn role_id(&self, index: usize) -> Option<RoleId> {
+        (index < self.roles_len())
+            .then(|| RoleId::new(index, self.numbering))
+            .flatten()
+    }
+
+    /// The index of `role` if it is one of this policy's ids (its
+    /// numbering, in range), else `None`.
+    #[inline]
+    pub(crate) fn index_of(&self, role: RoleId) -> Option<usize> {
+        (role.numbering() == self.numbering && role.index() < self.roles_len())
+            .then(|| role.index())
     }
 
     /// The permission table.
@@ -624,6 +644,7 @@ impl Core {
     pub(crate) fn find_role(&self, scope: u32, name: &str) -> Option<RoleId> {
         self.role_index
             .find(&self.role_names, &self.role_scope, scope, name)
+            .and_then(|i| RoleId::new(i, self.numbering))
     }
 
     /// The role `name` as seen from `scope`: its own roles, then the environment's.
@@ -785,11 +806,11 @@ impl Draft {
     /// `None` when ids or the name table run out.
     pub(crate) fn add_role(&mut self, scope: u32, name: &str) -> Option<RoleId> {
         let core = &mut self.core;
-        let id = RoleId::from_index(core.role_scope.len())?;
+        let id = RoleId::new(core.role_scope.len(), core.numbering)?;
         Arc::make_mut(&mut core.role_names).push(name)?;
         Arc::make_mut(&mut core.role_scope).push(scope);
         let index = Arc::make_mut(&mut core.role_index);
-        index.insert(&core.role_names, &core.role_scope, id);
+        index.insert(&core.role_names, &core.role_scope, id.index() as u32);
         self.dirty.push(id.index());
         Some(id)
     }

@@ -159,7 +159,7 @@ impl Snapshot {
         let (order, parent) = self.ancestors_bfs(starts);
         let found = order
             .into_iter()
-            .find(|&v| RoleId::from_index(v).is_some_and(|r| self.role_name(r) == target))?;
+            .find(|&v| self.data().role_name(v) == target)?;
         Some(self.path_to(&parent, found))
     }
 }
