@@ -276,8 +276,14 @@ impl fmt::Debug for Principal {
 /// start-up and a check does no name lookups.
 ///
 /// Permission ids are stable across the snapshots of one lineage (an
-/// [`Engine`](crate::Engine)'s successive snapshots), so a requirement keeps
-/// working across swaps; if its permission is later deleted, it denies.
+/// [`Engine`](crate::Engine)'s successive snapshots, full recompiles
+/// included), so a requirement keeps working across swaps; if its
+/// permission is later deleted, it denies, and if declared again, it
+/// allows again. Checked against a principal of another lineage (another
+/// compile of the policy, `Engine::new` versus `Policy::compile`), a
+/// requirement is resolved again by name for that lineage (once, then
+/// cached), so it answers as if built there: never a silent deny.
+/// Role requirements are resolved by name per compiled policy, once.
 ///
 /// # Examples
 ///
