@@ -961,6 +961,98 @@ mod tests {
         c
     }
 
+    /// The `diamond` fixture: `top` extends `left` and `right`, which
+    /// extend `base`; permission `p{i}` is granted by role `i` (`base` also
+    /// grants the wildcard `w*`), with `grants` overriding role 0's.
+    fn diamond(perm_names: &[&str], base_grants: &[u32], numbering: u32) -> Core {
+        let mut perms = Permissions::continuing(None);
+        for p in perm_names {
+            perms.declare(p).unwrap();
+        }
+        perms.sort();
+        let mut role_names = Names::default();
+        for n in ["base", "left", "right", "top"] {
+            role_names.push(n).unwrap();
+        }
+        let mut grants = Csr::default();
+        grants.push(base_grants).unwrap();
+        for g in [&[1][..], &[2], &[3]] {
+            grants.push(g).unwrap();
+        }
+        Core::build(Parts {
+            lineage: 1,
+            numbering,
+            perms,
+            role_names,
+            role_scope: vec![ENV; 4],
+            bases: csr(&[&[], &[0], &[0], &[1, 2]]),
+            grants,
+            wildcards: vec!["w".into()],
+            orgs: Vec::new(),
+            org_index: AHashMap::new(),
+            default_creator: None,
+            default_member: None,
+        })
+        .unwrap()
+    }
+
+    fn rows(core: &Core) -> Vec<Vec<usize>> {
+        (0..core.roles_len())
+            .map(|r| bits::ones(core.row(r)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_patched_diamond_equals_the_diamond_built_whole() {
+        let names = ["p0", "p1", "p2", "p3", "w:x"];
+        let before = diamond(&names, &[0], 1);
+        assert_eq!(
+            rows(&before),
+            [vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2, 3]]
+        );
+        assert_eq!(before.max_depth(), 3);
+        assert_eq!(before.dependents(0), [1, 2]);
+
+        // `base` now grants the wildcard: every role inherits `w:x`.
+        let mut draft = before.draft();
+        let w = draft.wildcard("w").unwrap();
+        draft.set_grants(RoleId::new(0, 1).unwrap(), vec![w]);
+        let patched = draft.finish().unwrap();
+        let whole = diamond(&names, &[WILDCARD], 1);
+        assert_eq!(rows(&patched), rows(&whole));
+        assert_eq!(
+            rows(&patched),
+            [vec![4], vec![1, 4], vec![2, 4], vec![1, 2, 3, 4]]
+        );
+        assert_ne!(patched.id(), before.id());
+        assert_eq!(
+            rows(&before)[3],
+            [0, 1, 2, 3],
+            "the old policy is untouched"
+        );
+
+        // Retiring `p1` clears its column (the caller drops its grants, as
+        // the model does); declaring it again gets its id back, and a new
+        // permission the wildcard matches reaches every role.
+        let mut draft = patched.draft();
+        draft.retire_permission("p1").unwrap();
+        draft.set_grants(RoleId::new(1, 1).unwrap(), Vec::new());
+        let retired = draft.finish().unwrap();
+        assert!(rows(&retired).iter().all(|r| !r.contains(&1)));
+        let mut draft = retired.draft();
+        assert_eq!(draft.declare_permission("p1").map(|p| p.index()), Some(1));
+        assert_eq!(draft.declare_permission("w:y").map(|p| p.index()), Some(5));
+        assert!(draft.declare_permission("w:y").is_none(), "already live");
+        let declared = draft.finish().unwrap();
+        assert_eq!(rows(&declared)[0], [4, 5]);
+        assert_eq!(rows(&declared)[3], [2, 3, 4, 5], "p1's grant went with it");
+
+        // A base that closes a loop cannot be ordered: the patch gives up.
+        let mut draft = declared.draft();
+        draft.set_bases(RoleId::new(0, 1).unwrap(), vec![3]);
+        assert!(draft.finish().is_none());
+    }
+
     #[test]
     fn topological_order_puts_bases_first_and_finds_cycles() {
         // diamond: 3 extends 1 and 2, which extend 0.
