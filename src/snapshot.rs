@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::bits;
-use crate::compiled::{Core, Grant, ENV};
+/// The scope number of environment roles (owned by [`crate::compiled`]).
+pub(crate) use crate::compiled::ENV;
+use crate::compiled::{Core, Grant};
 use crate::ids::{PermissionId, RoleId};
 use crate::membership::Members;
 
