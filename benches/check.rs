@@ -7,6 +7,14 @@
 //! a 16-role chain). Targets (DESIGN.md): `check/principal` ≤ 5 ns and flat
 //! across sizes; `check/token3` ≤ 150 ns.
 //!
+//! `check/role_requirement/50000` checks a role requirement (the root of
+//! the principal's deepest chain) with principals of one snapshot;
+//! `check/role_requirement_across_swaps/50000` alternates principals of the
+//! snapshots before and after a change, as requests in flight during a swap
+//! do: the two must stay within a few nanoseconds of each other (each
+//! compiled policy keeps the roles extending a name; the requirement keeps a
+//! few of them).
+//!
 //! ```text
 //! cargo bench --bench check -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -20,7 +28,7 @@ use std::hint::black_box;
 
 use common::Workload;
 use criterion::{criterion_main, BenchmarkId, Criterion};
-use rolegraph::{Requirement, Snapshot};
+use rolegraph::{Change, ChangeMeta, Engine, Requirement, Snapshot};
 
 /// Policy sizes, in roles.
 const SIZES: [usize; 3] = [100, 10_000, 100_000];
@@ -90,9 +98,59 @@ fn bench_check(c: &mut Criterion) {
     group.finish();
 }
 
+/// Roles of the role-requirement workload.
+const SWAP_ROLES: usize = 50_000;
+
+fn bench_role_requirement(c: &mut Criterion) {
+    let workload = Workload::new(SWAP_ROLES);
+    let mut root = workload.principal_roles[0];
+    while let Some(up) = workload.parent[root] {
+        root = up;
+    }
+    let engine = Engine::new(&workload.policy).expect("the workload compiles");
+    let before = engine.snapshot();
+    let required = Requirement::role(&before, &common::role_name(root)).expect("a role");
+    // Any published change makes a new compiled policy.
+    engine
+        .apply(
+            Change::GrantPermission {
+                organization: None,
+                role: common::role_name(SWAP_ROLES - 1),
+                permission: common::permission_name(0),
+            },
+            ChangeMeta::default(),
+        )
+        .expect("a valid change");
+    let after = engine.snapshot();
+    let names = workload.principal_role_names();
+    let principals = [
+        before.principal(None, &names),
+        after.principal(None, &names),
+    ];
+    for p in &principals {
+        assert!(p.satisfies(&required), "the workload's answer is allow");
+    }
+
+    let mut group = c.benchmark_group("check/role_requirement");
+    group.bench_function(BenchmarkId::from_parameter(SWAP_ROLES), |b| {
+        b.iter(|| black_box(&principals[1]).satisfies(black_box(&required)));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("check/role_requirement_across_swaps");
+    group.bench_function(BenchmarkId::from_parameter(SWAP_ROLES), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i ^= 1;
+            black_box(&principals[i]).satisfies(black_box(&required))
+        });
+    });
+    group.finish();
+}
+
 // `criterion_group!` makes an undocumented `pub fn`: inside a private module
 // it is not public API, so `missing_docs` leaves it alone.
 mod group {
-    criterion::criterion_group!(benches, super::bench_check);
+    criterion::criterion_group!(benches, super::bench_check, super::bench_role_requirement);
 }
 criterion_main!(group::benches);

@@ -96,15 +96,43 @@ impl Snapshot {
         principal
     }
 
-    /// A principal holding exactly these roles (from a membership, say).
-    #[must_use]
-    pub fn principal_from_roles(&self, roles: &[RoleId]) -> Principal {
+    /// A principal holding exactly these roles (from [`user_roles`](Self::user_roles)
+    /// or [`roles_for_groups`](Self::roles_for_groups), say).
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::ForeignRole`] for an id this snapshot did not number:
+    /// one from an unrelated compile, or from before a full recompile of the
+    /// engine renumbered the roles (ids survive incremental patches). It
+    /// would otherwise mean whichever role has its index here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let policy = rolegraph::Policy::from_json(r#"{"permissions":[{"name":"a:b"}],
+    /// #   "roles":[{"name":"viewer","permissions":["a:b"]}]}"#)?;
+    /// let snapshot = policy.compile()?;
+    /// let viewer = snapshot.role(None, "viewer").unwrap();
+    /// assert!(snapshot.principal_from_roles(&[viewer])?.permissions() == ["a:b"]);
+    /// let other = policy.compile()?;
+    /// assert!(other.principal_from_roles(&[viewer]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn principal_from_roles(&self, roles: &[RoleId]) -> Result<Principal, LookupError> {
+        if let Some(foreign) = roles.iter().find(|r| self.data().index_of(**r).is_none()) {
+            return Err(LookupError::ForeignRole {
+                index: foreign.index(),
+            });
+        }
+        Ok(self.principal_of(roles))
+    }
+
+    /// A principal holding these roles, all of this snapshot's numbering.
+    pub(crate) fn principal_of(&self, roles: &[RoleId]) -> Principal {
         let mut principal = self.empty_principal();
         let mut seen = None;
         for &role in roles {
-            if role.index() < self.roles_len() {
-                principal.add_role(role, &mut seen);
-            }
+            principal.add_role(role, &mut seen);
         }
         principal
     }
@@ -248,8 +276,14 @@ impl fmt::Debug for Principal {
 /// start-up and a check does no name lookups.
 ///
 /// Permission ids are stable across the snapshots of one lineage (an
-/// [`Engine`](crate::Engine)'s successive snapshots), so a requirement keeps
-/// working across swaps; if its permission is later deleted, it denies.
+/// [`Engine`](crate::Engine)'s successive snapshots, full recompiles
+/// included), so a requirement keeps working across swaps; if its
+/// permission is later deleted, it denies, and if declared again, it
+/// allows again. Checked against a principal of another lineage (another
+/// compile of the policy, `Engine::new` versus `Policy::compile`), a
+/// requirement is resolved again by name for that lineage (once, then
+/// cached), so it answers as if built there: never a silent deny.
+/// Role requirements are resolved by name per compiled policy, once.
 ///
 /// # Examples
 ///

@@ -87,7 +87,9 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
     let org_name =
         |scope: u32| -> Option<String> { orgs_in.get(scope as usize).map(|o| o.id.clone()) };
 
-    // Roles: environment first, then each organization's.
+    // Roles: environment first, then each organization's; their ids are
+    // tagged with a new numbering (a patch keeps it, another compile not).
+    let numbering = compiled::next_id() as u32;
     let mut defs: Vec<(&Role, u32)> = Vec::with_capacity(policy.roles.len());
     let mut lookup: AHashMap<(u32, &str), RoleId> = AHashMap::with_capacity(policy.roles.len());
     let scopes = std::iter::once((ENV, policy.roles.as_slice())).chain(
@@ -123,7 +125,7 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
                 });
                 continue;
             }
-            let Some(id) = RoleId::from_index(defs.len()) else {
+            let Some(id) = RoleId::new(defs.len(), numbering) else {
                 too_many_roles = true;
                 break;
             };
@@ -308,6 +310,7 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
     // Flattened in topological order by the compiled core's one flattener.
     Core::build(Parts {
         lineage: previous.map_or_else(compiled::next_id, Core::lineage),
+        numbering,
         perms,
         role_names,
         role_scope,

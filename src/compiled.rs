@@ -198,7 +198,7 @@ impl Csr {
 /// Role lookup by `(scope, name)` without storing the names twice.
 #[derive(Clone)]
 struct RoleIndex {
-    table: HashTable<RoleId>,
+    table: HashTable<u32>,
     state: ahash::RandomState,
 }
 
@@ -208,36 +208,34 @@ impl RoleIndex {
             table: HashTable::with_capacity(scopes.len()),
             state: ahash::RandomState::new(),
         };
-        for id in (0..scopes.len()).filter_map(RoleId::from_index) {
-            index.insert(names, scopes, id);
+        for id in 0..scopes.len() {
+            index.insert(names, scopes, id as u32);
         }
         index
     }
 
     /// Adds role `id`, already pushed to `names` and `scopes`.
-    fn insert(&mut self, names: &Names, scopes: &[u32], id: RoleId) {
+    fn insert(&mut self, names: &Names, scopes: &[u32], id: u32) {
         let state = &self.state;
-        let key = |id: &RoleId| {
-            state.hash_one((
-                scopes.get(id.index()).copied().unwrap_or(ENV),
-                names.get(id.index()),
-            ))
+        let key = |&id: &u32| {
+            let id = id as usize;
+            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.get(id)))
         };
         self.table.insert_unique(key(&id), id, key);
     }
 
     #[inline]
-    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<RoleId> {
+    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<usize> {
         let hash = self.state.hash_one((scope, name));
         self.table
-            .find(hash, |id| {
-                scopes.get(id.index()) == Some(&scope) && names.get(id.index()) == name
+            .find(hash, |&id| {
+                scopes.get(id as usize) == Some(&scope) && names.get(id as usize) == name
             })
-            .copied()
+            .map(|&id| id as usize)
     }
 
     fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<RoleId>() + 1)
+        self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 }
 
@@ -382,6 +380,8 @@ impl Permissions {
 pub(crate) struct Parts {
     /// The lineage to join (a fresh one for an unrelated compile).
     pub(crate) lineage: u64,
+    /// The role numbering the compiler tagged role ids with.
+    pub(crate) numbering: u32,
     pub(crate) perms: Permissions,
     pub(crate) role_names: Names,
     pub(crate) role_scope: Vec<u32>,
@@ -412,6 +412,9 @@ pub(crate) struct Core {
     id: u64,
     /// Shared by compiled policies whose permission ids agree.
     lineage: u64,
+    /// Shared by compiled policies whose role ids agree (a compile and its
+    /// patches): the tag of every [`RoleId`] they hand out.
+    numbering: u32,
     perms: Permissions,
     role_names: Arc<Names>,
     role_scope: Arc<Vec<u32>>,
@@ -447,6 +450,7 @@ impl Core {
         let mut core = Self {
             id: next_id(),
             lineage: parts.lineage,
+            numbering: parts.numbering,
             perms: parts.perms,
             role_names: Arc::new(parts.role_names),
             role_scope: Arc::new(parts.role_scope),
@@ -530,6 +534,22 @@ impl Core {
     #[inline]
     pub(crate) fn lineage(&self) -> u64 {
         self.lineage
+    }
+
+    /// The id of role `index`, tagged with this policy's numbering.
+    #[inline]
+    pub(crate) fn role_id(&self, index: usize) -> Option<RoleId> {
+        (index < self.roles_len())
+            .then(|| RoleId::new(index, self.numbering))
+            .flatten()
+    }
+
+    /// The index of `role` if it is one of this policy's ids (its
+    /// numbering, in range), else `None`.
+    #[inline]
+    pub(crate) fn index_of(&self, role: RoleId) -> Option<usize> {
+        (role.numbering() == self.numbering && role.index() < self.roles_len())
+            .then(|| role.index())
     }
 
     /// The permission table.
@@ -624,6 +644,7 @@ impl Core {
     pub(crate) fn find_role(&self, scope: u32, name: &str) -> Option<RoleId> {
         self.role_index
             .find(&self.role_names, &self.role_scope, scope, name)
+            .and_then(|i| RoleId::new(i, self.numbering))
     }
 
     /// The role `name` as seen from `scope`: its own roles, then the environment's.
@@ -785,11 +806,11 @@ impl Draft {
     /// `None` when ids or the name table run out.
     pub(crate) fn add_role(&mut self, scope: u32, name: &str) -> Option<RoleId> {
         let core = &mut self.core;
-        let id = RoleId::from_index(core.role_scope.len())?;
+        let id = RoleId::new(core.role_scope.len(), core.numbering)?;
         Arc::make_mut(&mut core.role_names).push(name)?;
         Arc::make_mut(&mut core.role_scope).push(scope);
         let index = Arc::make_mut(&mut core.role_index);
-        index.insert(&core.role_names, &core.role_scope, id);
+        index.insert(&core.role_names, &core.role_scope, id.index() as u32);
         self.dirty.push(id.index());
         Some(id)
     }
@@ -938,6 +959,98 @@ mod tests {
             c.push(l).unwrap();
         }
         c
+    }
+
+    /// The `diamond` fixture: `top` extends `left` and `right`, which
+    /// extend `base`; permission `p{i}` is granted by role `i` (`base` also
+    /// grants the wildcard `w*`), with `grants` overriding role 0's.
+    fn diamond(perm_names: &[&str], base_grants: &[u32], numbering: u32) -> Core {
+        let mut perms = Permissions::continuing(None);
+        for p in perm_names {
+            perms.declare(p).unwrap();
+        }
+        perms.sort();
+        let mut role_names = Names::default();
+        for n in ["base", "left", "right", "top"] {
+            role_names.push(n).unwrap();
+        }
+        let mut grants = Csr::default();
+        grants.push(base_grants).unwrap();
+        for g in [&[1][..], &[2], &[3]] {
+            grants.push(g).unwrap();
+        }
+        Core::build(Parts {
+            lineage: 1,
+            numbering,
+            perms,
+            role_names,
+            role_scope: vec![ENV; 4],
+            bases: csr(&[&[], &[0], &[0], &[1, 2]]),
+            grants,
+            wildcards: vec!["w".into()],
+            orgs: Vec::new(),
+            org_index: AHashMap::new(),
+            default_creator: None,
+            default_member: None,
+        })
+        .unwrap()
+    }
+
+    fn rows(core: &Core) -> Vec<Vec<usize>> {
+        (0..core.roles_len())
+            .map(|r| bits::ones(core.row(r)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_patched_diamond_equals_the_diamond_built_whole() {
+        let names = ["p0", "p1", "p2", "p3", "w:x"];
+        let before = diamond(&names, &[0], 1);
+        assert_eq!(
+            rows(&before),
+            [vec![0], vec![0, 1], vec![0, 2], vec![0, 1, 2, 3]]
+        );
+        assert_eq!(before.max_depth(), 3);
+        assert_eq!(before.dependents(0), [1, 2]);
+
+        // `base` now grants the wildcard: every role inherits `w:x`.
+        let mut draft = before.draft();
+        let w = draft.wildcard("w").unwrap();
+        draft.set_grants(RoleId::new(0, 1).unwrap(), vec![w]);
+        let patched = draft.finish().unwrap();
+        let whole = diamond(&names, &[WILDCARD], 1);
+        assert_eq!(rows(&patched), rows(&whole));
+        assert_eq!(
+            rows(&patched),
+            [vec![4], vec![1, 4], vec![2, 4], vec![1, 2, 3, 4]]
+        );
+        assert_ne!(patched.id(), before.id());
+        assert_eq!(
+            rows(&before)[3],
+            [0, 1, 2, 3],
+            "the old policy is untouched"
+        );
+
+        // Retiring `p1` clears its column (the caller drops its grants, as
+        // the model does); declaring it again gets its id back, and a new
+        // permission the wildcard matches reaches every role.
+        let mut draft = patched.draft();
+        draft.retire_permission("p1").unwrap();
+        draft.set_grants(RoleId::new(1, 1).unwrap(), Vec::new());
+        let retired = draft.finish().unwrap();
+        assert!(rows(&retired).iter().all(|r| !r.contains(&1)));
+        let mut draft = retired.draft();
+        assert_eq!(draft.declare_permission("p1").map(|p| p.index()), Some(1));
+        assert_eq!(draft.declare_permission("w:y").map(|p| p.index()), Some(5));
+        assert!(draft.declare_permission("w:y").is_none(), "already live");
+        let declared = draft.finish().unwrap();
+        assert_eq!(rows(&declared)[0], [4, 5]);
+        assert_eq!(rows(&declared)[3], [2, 3, 4, 5], "p1's grant went with it");
+
+        // A base that closes a loop cannot be ordered: the patch gives up.
+        let mut draft = declared.draft();
+        draft.set_bases(RoleId::new(0, 1).unwrap(), vec![3]);
+        assert!(draft.finish().is_none());
     }
 
     #[test]

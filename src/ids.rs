@@ -13,10 +13,55 @@ use std::fmt;
 pub struct PermissionId(u32);
 
 /// The dense index of a role (environment or organization role) inside a
-/// compiled [`Snapshot`](crate::Snapshot).
-#[repr(transparent)]
+/// compiled [`Snapshot`](crate::Snapshot), tagged with the numbering it
+/// belongs to.
+///
+/// Roles keep their ids while an [`Engine`](crate::Engine) patches its
+/// policy incrementally; a full recompile (a role or an organization
+/// deleted) numbers them afresh. An id is only meaningful to a snapshot of
+/// its numbering: [`Snapshot::principal_from_roles`](crate::Snapshot::principal_from_roles)
+/// refuses one from another, and the other accessors treat it as no role
+/// (an empty name, no permission), never as whichever role has its index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RoleId(u32);
+pub struct RoleId {
+    index: u32,
+    numbering: u32,
+}
+
+impl RoleId {
+    /// The largest number of roles a policy may hold: 2³² − 1, the top
+    /// `u32` value being reserved. A policy with more is refused by the
+    /// compiler ([`Problem::TooMany`](crate::Problem::TooMany)).
+    pub const LIMIT: usize = u32::MAX as usize;
+
+    /// Role `index` of the numbering `numbering`; `None` past [`LIMIT`](Self::LIMIT).
+    pub(crate) fn new(index: usize, numbering: u32) -> Option<Self> {
+        if index < Self::LIMIT {
+            u32::try_from(index)
+                .ok()
+                .map(|index| Self { index, numbering })
+        } else {
+            None
+        }
+    }
+
+    /// The id as an index into dense tables.
+    #[must_use]
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+
+    /// The numbering (a compiled policy and the patches of it) the id is from.
+    pub(crate) fn numbering(self) -> u32 {
+        self.numbering
+    }
+}
+
+impl fmt::Display for RoleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.index.fmt(f)
+    }
+}
 
 macro_rules! dense_id {
     ($ty:ident, $limit:expr, $why:literal) => {
@@ -57,11 +102,6 @@ dense_id!(
     1 << 31,
     "2³¹: a direct grant entry uses the top bit of its `u32` to mark a wildcard."
 );
-dense_id!(
-    RoleId,
-    u32::MAX as usize,
-    "2³² − 1: the top `u32` value is reserved."
-);
 
 #[cfg(test)]
 mod tests {
@@ -69,9 +109,10 @@ mod tests {
 
     #[test]
     fn ids_refuse_what_the_representation_cannot_hold() {
-        assert_eq!(RoleId::from_index(7).map(RoleId::index), Some(7));
-        assert!(RoleId::from_index(u32::MAX as usize - 1).is_some());
-        assert!(RoleId::from_index(u32::MAX as usize).is_none());
+        assert_eq!(RoleId::new(7, 1).map(RoleId::index), Some(7));
+        assert!(RoleId::new(u32::MAX as usize - 1, 1).is_some());
+        assert!(RoleId::new(u32::MAX as usize, 1).is_none());
+        assert_ne!(RoleId::new(7, 1), RoleId::new(7, 2));
         assert!(PermissionId::from_index(usize::MAX).is_none());
         // Bit 31 marks a wildcard in a grant list: no permission id has it.
         let last = PermissionId::from_index(PermissionId::LIMIT - 1).unwrap();

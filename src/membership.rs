@@ -85,6 +85,7 @@ impl Snapshot {
     /// rather than from a token: a role revoked a moment ago is already gone.
     #[must_use]
     pub fn user_principal(&self, organization: &str, user: &str) -> Principal {
-        self.principal_from_roles(&self.user_roles(organization, user))
+        // The ids come from this snapshot: always its numbering.
+        self.principal_of(&self.user_roles(organization, user))
     }
 }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::bits;
-use crate::compiled::{Core, Grant, ENV};
+/// The scope number of environment roles (owned by [`crate::compiled`]).
+pub(crate) use crate::compiled::ENV;
+use crate::compiled::{Core, Grant};
 use crate::ids::{PermissionId, RoleId};
 use crate::membership::Members;
 use crate::text::Quote;
@@ -85,6 +87,13 @@ pub enum LookupError {
     /// An any-of or all-of requirement with no permission.
     #[error("a requirement needs at least one permission")]
     EmptyRequirement,
+    /// A role id of another numbering: from an unrelated compile, or from
+    /// before a full recompile renumbered the roles (see [`RoleId`]).
+    #[error("role id {index} is from another compiled policy; resolve the role again by name")]
+    ForeignRole {
+        /// The id's index.
+        index: usize,
+    },
 }
 
 /// Why a wildcard is never declared: it is a grant's shorthand, and a check
@@ -263,32 +272,33 @@ impl Snapshot {
 
     /// Every role id, in id order.
     pub fn roles(&self) -> impl Iterator<Item = RoleId> + '_ {
-        (0..self.roles_len()).filter_map(RoleId::from_index)
+        (0..self.roles_len()).filter_map(|i| self.0.role_id(i))
     }
 
-    /// A role's name (empty for an id from another snapshot that is out of range).
+    /// A role's name; empty for an id of another numbering (see [`RoleId`]).
     #[must_use]
     pub fn role_name(&self, role: RoleId) -> &str {
-        self.0.role_name(role.index())
+        self.0.index_of(role).map_or("", |i| self.0.role_name(i))
     }
 
-    /// The organization a role belongs to, `None` for an environment role.
+    /// The organization a role belongs to, `None` for an environment role
+    /// (or an id of another numbering).
     #[must_use]
     pub fn role_organization(&self, role: RoleId) -> Option<&str> {
-        let scope = self.0.role_scope(role.index())?;
+        let scope = self.0.role_scope(self.0.index_of(role)?)?;
         self.0.orgs().get(scope as usize).map(|o| &*o.id)
     }
 
-    /// The roles a role extends directly, in id order.
+    /// The roles a role extends directly, in id order (none for an id of
+    /// another numbering).
     pub fn role_bases(&self, role: RoleId) -> impl Iterator<Item = RoleId> + '_ {
-        self.0
-            .bases(role.index())
-            .iter()
-            .filter_map(|&b| RoleId::from_index(b as usize))
+        let bases = self.0.index_of(role).map_or(&[][..], |i| self.0.bases(i));
+        bases.iter().filter_map(|&b| self.0.role_id(b as usize))
     }
 
+    /// A role's row; empty (no permission) for an id of another numbering.
     pub(crate) fn row(&self, role: RoleId) -> &[u64] {
-        self.0.row(role.index())
+        self.0.index_of(role).map_or(&[], |i| self.0.row(i))
     }
 
     pub(crate) fn width(&self) -> usize {

@@ -272,3 +272,71 @@ fn a_role_requirement_answers_each_snapshot_by_its_own_hierarchy() {
         assert!(new.principal(None, ["editor"]).satisfies(&editor));
     }
 }
+
+#[test]
+fn role_ids_survive_patches_and_are_refused_after_a_renumbering() {
+    let engine = Engine::new(&policy()).unwrap();
+    let first = engine.snapshot();
+    let editor = first.role(None, "editor").unwrap();
+    let held = |s: &rolegraph::Snapshot| {
+        s.principal_from_roles(&[editor])
+            .map(|p| p.permissions().join(","))
+    };
+    assert_eq!(held(&first).unwrap(), "doc:read,doc:write");
+    // An incremental patch keeps every id.
+    engine
+        .apply(
+            Change::CreateRole {
+                organization: None,
+                role: Role::named("temp"),
+            },
+            meta(),
+        )
+        .unwrap();
+    let patched = engine.snapshot();
+    assert_eq!(held(&patched).unwrap(), "doc:read,doc:write");
+    assert_eq!(patched.role_name(editor), "editor");
+    // A full recompile renumbers: the old id is refused, never read as
+    // whichever role now has its index.
+    engine
+        .apply(
+            Change::DeleteRole {
+                organization: None,
+                name: "viewer".into(),
+                reassign_to: None,
+                reparent: Some(rolegraph::Reparent::ToBases),
+            },
+            meta(),
+        )
+        .unwrap();
+    let renumbered = engine.snapshot();
+    let err = held(&renumbered).unwrap_err();
+    assert!(
+        matches!(err, rolegraph::LookupError::ForeignRole { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "role id {} is from another compiled policy; resolve the role again by name",
+            editor.index()
+        )
+    );
+    assert_eq!(renumbered.role_name(editor), "");
+    assert!(!renumbered.role_has_permission(editor, "doc:write"));
+    assert_eq!(renumbered.role_bases(editor).count(), 0);
+    // Resolved again by name, it works.
+    let again = renumbered.role(None, "editor").unwrap();
+    assert_eq!(
+        renumbered
+            .principal_from_roles(&[again])
+            .unwrap()
+            .permissions(),
+        ["doc:write"]
+    );
+    // An id from an unrelated compile of the same policy is refused too.
+    let other = policy().compile().unwrap();
+    let foreign = other.role(None, "editor").unwrap();
+    assert!(first.principal_from_roles(&[foreign]).is_err());
+    assert_eq!(first.role_organization(foreign), None);
+}

@@ -345,7 +345,9 @@ fuzz_target!(|input: Input| {
             for r in live.roles() {
                 let same = full_roles[&rolegraph_testkit::key(&live, r)];
                 assert_eq!(
-                    live.principal_from_roles(&[r]).satisfies(req),
+                    live.principal_from_roles(&[r])
+                        .expect("a role of the snapshot")
+                        .satisfies(req),
                     full.role_has_permission(same, name),
                     "{name} on {}",
                     live.role_name(r)

@@ -33,7 +33,9 @@ fuzz_target!(|input: APolicy| {
                     .unwrap_or_else(|| panic!("role {:?} of {org:?} is missing", role.name));
                 assert_eq!(snapshot.role_organization(id), org);
                 assert_eq!(snapshot.role_name(id), role.name);
-                let principal = snapshot.principal_from_roles(&[id]);
+                let principal = snapshot
+                    .principal_from_roles(&[id])
+                    .expect("a role of the snapshot");
                 let got: BTreeSet<&str> = principal.permissions().into_iter().collect();
                 assert_eq!(
                     got,

@@ -240,10 +240,12 @@ pub fn equivalent(live: &Snapshot, full: &Snapshot, probe: &Probe<'_>) -> Result
         let ids = |roles: &BTreeMap<RoleKey, RoleId>| -> Vec<RoleId> {
             set.iter().filter_map(|k| roles.get(*k).copied()).collect()
         };
-        let (x, y) = (
-            permissions(&live.principal_from_roles(&ids(&live_roles))),
-            permissions(&full.principal_from_roles(&ids(&full_roles))),
-        );
+        let principal = |s: &Snapshot, roles| {
+            s.principal_from_roles(&ids(roles))
+                .map(|p| permissions(&p))
+                .map_err(|e| format!("principal of {set:?}: {e}"))
+        };
+        let (x, y) = (principal(live, &live_roles)?, principal(full, &full_roles)?);
         if x != y {
             return Err(format!("principal of {set:?}: live {x:?}, full {y:?}"));
         }
@@ -288,7 +290,9 @@ pub fn assert_equivalent(live: &Snapshot, full: &Snapshot, probe: &Probe<'_>) {
 }
 
 fn one_role(s: &Snapshot, r: RoleId) -> Vec<String> {
-    permissions(&s.principal_from_roles(&[r]))
+    s.principal_from_roles(&[r])
+        .map(|p| permissions(&p))
+        .unwrap_or_else(|e| vec![format!("error: {e}")])
 }
 
 fn permissions(p: &rolegraph::Principal) -> Vec<String> {
