@@ -2,9 +2,13 @@
 //! from a token's role names plus one check.
 //!
 //! Workload: `benches/common` (random forest of 100 / 10,000 / 100,000
-//! roles, chains up to 16 roles deep, 1,000 permissions, a principal holding
-//! 3 of the deepest roles, checking a permission inherited from the root of
-//! a 16-role chain). Targets (DESIGN.md): `check/principal` ≤ 5 ns and flat
+//! roles, chains up to 16 roles deep, 1,000 permissions). Each iteration
+//! takes the next of [`ROTATION`] distinct principals (or tokens of 3 role
+//! names drawn at random from the whole policy), so that at 100,000 roles the
+//! rows and the name index are not all in cache, as in a server answering
+//! many users; the `_hot` groups repeat one principal (3 of the deepest
+//! roles, checking a permission inherited from the root of a 16-role chain)
+//! for comparison. Targets (DESIGN.md): `check/principal` ≤ 5 ns and flat
 //! across sizes; `check/token3` ≤ 150 ns.
 //!
 //! `check/role_requirement/50000` checks a role requirement (the root of
@@ -33,12 +37,17 @@ use rolegraph::{Change, ChangeMeta, Engine, Requirement, Snapshot};
 /// Policy sizes, in roles.
 const SIZES: [usize; 3] = [100, 10_000, 100_000];
 
+/// Distinct principals and tokens cycled through by the rotating groups.
+const ROTATION: usize = 1_024;
+
 /// A compiled workload with the principal's role names and the requirement.
 struct Fixture {
     roles: usize,
     snapshot: Snapshot,
     role_names: Vec<String>,
     requirement: Requirement,
+    /// [`ROTATION`] tokens of 3 role names each, drawn at random.
+    tokens: Vec<[String; 3]>,
 }
 
 fn fixture(roles: usize) -> Fixture {
@@ -55,11 +64,16 @@ fn fixture(roles: usize) -> Fixture {
         principal.satisfies(&requirement),
         "the workload's answer is allow"
     );
+    let mut rng = common::SplitMix64::new(0x746f_6b65_6e73 ^ roles as u64); // "tokens"
+    let tokens = (0..ROTATION)
+        .map(|_| [0; 3].map(|_| common::role_name(rng.below(roles))))
+        .collect();
     Fixture {
         roles,
         snapshot,
         role_names,
         requirement,
+        tokens,
     }
 }
 
@@ -68,6 +82,27 @@ fn bench_check(c: &mut Criterion) {
     let fixtures: Vec<Fixture> = SIZES.iter().map(|&n| fixture(n)).collect();
 
     let mut group = c.benchmark_group("check/principal");
+    for f in &fixtures {
+        let principals: Vec<_> = f
+            .tokens
+            .iter()
+            .map(|t| f.snapshot.principal(None, t))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::from_parameter(f.roles),
+            &(&principals, &f.requirement),
+            |b, &(principals, requirement)| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) % ROTATION;
+                    black_box(&principals[i]).satisfies(black_box(requirement))
+                });
+            },
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("check/principal_hot");
     for f in &fixtures {
         let principal = f.snapshot.principal(None, &f.role_names);
         group.bench_with_input(
@@ -81,6 +116,24 @@ fn bench_check(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("check/token3");
+    for f in &fixtures {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(f.roles),
+            &(&f.snapshot, &f.tokens, &f.requirement),
+            |bencher, &(snapshot, tokens, requirement)| {
+                let mut i = 0;
+                // The principal is built, checked and dropped, as in a request.
+                bencher.iter(|| {
+                    i = (i + 1) % ROTATION;
+                    let principal = snapshot.principal(None, black_box(&tokens[i]));
+                    principal.satisfies(black_box(requirement))
+                });
+            },
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("check/token3_hot");
     for f in &fixtures {
         let [a, b, c] = [0, 1, 2].map(|i| f.role_names[i].as_str());
         group.bench_with_input(

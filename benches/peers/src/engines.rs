@@ -168,6 +168,105 @@ impl Peer for Rolegraph {
     }
 }
 
+// ---------------------------------------------------------- rolegraph_user
+
+/// The organization [`RolegraphUser`] keeps its memberships in.
+pub const USER_ORG: &str = "org_1";
+
+/// rolegraph asked about a *user*, as casbin and Cedar are: the engine
+/// stores every user's membership (user → roles, in [`USER_ORG`]), and the
+/// timed path resolves the user's roles from it — one snapshot load, the
+/// membership lookup, each role name resolved, then the principal and the
+/// bit test ([`Snapshot::user_principal`](rolegraph::Snapshot::user_principal)).
+/// Tokens (W2, W3, W6) go the token way, as [`Rolegraph`] does.
+pub struct RolegraphUser {
+    engine: Engine,
+}
+
+/// A user's key, or a token's role names; and the route's requirement.
+pub enum RolegraphUserRequest {
+    /// Resolved through the memberships inside the timed path.
+    User(String, Requirement),
+    /// A token's role names.
+    Token(Vec<String>, Requirement),
+}
+
+impl Peer for RolegraphUser {
+    const NAME: &'static str = "rolegraph_user";
+    type Request = RolegraphUserRequest;
+
+    fn build(spec: &Spec, _: Config) -> Self {
+        let mut policy = rolegraph_policy(spec);
+        policy.organization(USER_ORG);
+        let engine = Engine::new(&policy).unwrap();
+        let memberships: Vec<rolegraph::Change> = spec
+            .users
+            .iter()
+            .map(|u| rolegraph::Change::SetMembership {
+                organization: USER_ORG.to_owned(),
+                user: u.name.clone(),
+                roles: u
+                    .roles
+                    .iter()
+                    .map(|&r| spec.roles[r].name.clone())
+                    .collect(),
+                groups: None,
+                creator: false,
+            })
+            .collect();
+        if !memberships.is_empty() {
+            engine
+                .apply_batch(memberships, ChangeMeta::default())
+                .unwrap();
+        }
+        Self { engine }
+    }
+
+    fn request(&self, spec: &Spec, query: &Query) -> RolegraphUserRequest {
+        let name = spec.permissions[query.permission].name();
+        let requirement = Requirement::permission(&self.engine.snapshot(), &name).unwrap();
+        match &query.subject {
+            Subject::User(u) => {
+                RolegraphUserRequest::User(spec.users[*u].name.clone(), requirement)
+            }
+            Subject::Token(roles) => RolegraphUserRequest::Token(
+                roles.iter().map(|&r| spec.roles[r].name.clone()).collect(),
+                requirement,
+            ),
+        }
+    }
+
+    #[inline]
+    fn decide(&self, request: &RolegraphUserRequest) -> bool {
+        let snapshot = self.engine.snapshot();
+        match request {
+            RolegraphUserRequest::User(user, requirement) => snapshot
+                .user_principal(USER_ORG, user)
+                .satisfies(requirement),
+            RolegraphUserRequest::Token(roles, requirement) => {
+                snapshot.principal(None, roles).satisfies(requirement)
+            }
+        }
+    }
+
+    fn apply(&mut self, spec: &Spec, change: &Change, state: bool) {
+        let grant = spec.permissions[change.grant(state)].name();
+        self.engine
+            .apply(
+                rolegraph::Change::UpdateRole {
+                    organization: None,
+                    name: spec.roles[change.role].name.clone(),
+                    display_name: None,
+                    description: None,
+                    permissions: Some(vec![grant]),
+                    extends: None,
+                },
+                ChangeMeta::default(),
+            )
+            .unwrap();
+    }
+}
+
 // ---------------------------------------------------------------- casbin
 
 /// casbin's RBAC model with one role definition, as in its own examples and

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// The engines, in the order tables and legends list them.
-pub const ENGINES: [&str; 6] = [
+pub const ENGINES: [&str; 7] = [
     "rolegraph",
+    "rolegraph_user",
     "casbin",
     "casbin_cached",
     "cedar_per_role",
@@ -157,8 +158,8 @@ pub fn table(m: &Medians) -> String {
     out
 }
 
-const COLORS: [&str; 6] = [
-    "#d62728", "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#7f7f7f",
+const COLORS: [&str; 7] = [
+    "#d62728", "#9467bd", "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#7f7f7f",
 ];
 
 /// One log–log panel: `group`'s medians against its size, every engine.

@@ -7,7 +7,8 @@
 use casbin::CoreApi;
 use rolegraph_peers::engines::{
     self, casbin_enforcer, cedar_flat_entities, cedar_per_role_entities, rolegraph_policy, Casbin,
-    CasbinCached, CedarFlat, CedarPerRole, Config, Naive, Peer, Rolegraph, CASBIN_DEFAULT_LEVEL,
+    CasbinCached, CedarFlat, CedarPerRole, Config, Naive, Peer, Rolegraph, RolegraphUser,
+    CASBIN_DEFAULT_LEVEL,
 };
 use rolegraph_peers::workload::{self, Perm, Query, RoleDef, Spec, Subject, UserDef};
 
@@ -186,6 +187,7 @@ fn all_agree(w: &workload::Workload) {
     let queries = w.all_queries();
     let config = Config::for_queries(&w.spec, &queries);
     rolegraph_peers::agree::<Rolegraph>(&w.spec, config, &queries);
+    rolegraph_peers::agree::<RolegraphUser>(&w.spec, config, &queries);
     rolegraph_peers::agree::<Casbin>(&w.spec, config, &queries);
     rolegraph_peers::agree::<CasbinCached>(&w.spec, config, &queries);
     rolegraph_peers::agree::<CedarPerRole>(&w.spec, config, &queries);
