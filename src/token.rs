@@ -20,10 +20,10 @@
 //!   matches), `exp` (required) and `nbf` with a leeway (60 s by default),
 //!   and any claims the configuration requires.
 //! - **A verified-token cache**: a token seen before costs a hash and a
-//!   lookup, not an RSA verification. It is bounded, keyed by the token's
-//!   SHA-256 digest (the full digest is compared, so a collision of the
-//!   shard or bucket cannot authenticate another token), and an entry is
-//!   never served at or after its token's `exp`.
+//!   comparison, not an RSA verification. It is bounded, keyed by a keyed
+//!   hash of the token and holding the whole token, compared byte for byte
+//!   on a hit (so no hash collision can authenticate another token), and an
+//!   entry is never served at or after its token's `exp`.
 //!
 //! [`Verifier`] is a trait: bring your own, or wrap [`JwksVerifier`].
 //! [`DevIssuer`] signs tokens with a local RSA key and serves its key set, for
@@ -119,6 +119,34 @@ pub struct VerifiedClaims {
 }
 
 impl VerifiedClaims {
+    /// Claims with only a subject, an issuer and an expiry; set the other
+    /// (public) fields as needed. For a [`Verifier`] of your own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rolegraph::token::VerifiedClaims;
+    ///
+    /// let mut claims = VerifiedClaims::new("usr_1", "https://auth.example", 1_900_000_000);
+    /// claims.organization = Some("org_1".into());
+    /// claims.roles = vec!["admin".into()];
+    /// assert_eq!(claims.claims().roles, ["admin"]);
+    /// ```
+    pub fn new(subject: impl Into<String>, issuer: impl Into<String>, expires_at: u64) -> Self {
+        Self {
+            subject: subject.into(),
+            organization: None,
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            email: None,
+            scopes: Vec::new(),
+            issuer: issuer.into(),
+            audience: Vec::new(),
+            expires_at,
+            token_id: None,
+        }
+    }
+
     /// The claims authorization reads, as [`crate::Claims`] (for
     /// [`crate::Snapshot::principal_for`] and the like).
     pub fn claims(&self) -> crate::Claims {

@@ -383,6 +383,28 @@ async fn a_key_that_does_not_fit_the_algorithm_is_refused() {
         }
     );
     assert_eq!(verifier.stats().signature_verifications, 0);
+
+    // A JWK without `alg`: its type alone must fit the token's algorithm.
+    let mut jwk = issuer.jwk();
+    jwk.as_object_mut().unwrap().remove("alg");
+    let jwks = serde_json::json!({"keys": [jwk]}).to_string();
+    let untyped = JwksVerifier::builder_from_jwks_json(jwks, ISSUER, AUDIENCE)
+        .algorithms(["RS256", "ES256"])
+        .build()
+        .unwrap();
+    let e = untyped.verify(&es).await.unwrap_err();
+    assert_eq!(
+        e,
+        TokenError::KeyMismatch {
+            kid: "test-1".into(),
+            alg: "ES256".into()
+        }
+    );
+    assert_eq!(untyped.stats().signature_verifications, 0);
+    assert!(untyped
+        .verify(&issuer.mint(&claims()).unwrap())
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -757,4 +779,84 @@ fn verifiers_and_errors_are_send_and_sync() {
     assert_send_sync::<DevIssuer>();
     assert_send_sync::<TokenError>();
     assert_send_sync::<Arc<dyn Verifier>>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_verifications_under_eviction_always_return_their_own_claims() {
+    let issuer = key_1();
+    let verifier = JwksVerifier::builder_from_jwks_json(issuer.jwks_json(), ISSUER, AUDIENCE)
+        .cache_capacity(8)
+        .build()
+        .unwrap();
+    let tokens: Arc<Vec<(String, String)>> = Arc::new(
+        (0..24)
+            .map(|i| {
+                let jti = format!("tkn_{i}");
+                (jti.clone(), issuer.mint(&with_jti(&jti)).unwrap())
+            })
+            .collect(),
+    );
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (verifier, tokens) = (verifier.clone(), tokens.clone());
+            tokio::spawn(async move {
+                for round in 0..150 {
+                    let (jti, token) = &tokens[(round * 7 + t * 5) % tokens.len()];
+                    let verified = verifier.verify(token).await.unwrap();
+                    assert_eq!(verified.token_id.as_deref(), Some(jti.as_str()));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = verifier.stats();
+    assert_eq!(stats.cache_hits + stats.cache_misses, 600);
+    assert!(stats.cached_tokens <= 8);
+}
+
+#[tokio::test]
+async fn algorithms_are_configuration() {
+    let pem = include_bytes!("data/jwt/test_only_ec_p256_private.pem");
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem).unwrap();
+    let mut jwk = serde_json::to_value(
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256).unwrap(),
+    )
+    .unwrap();
+    jwk["kid"] = "ec-1".into();
+    let jwks = serde_json::json!({"keys": [jwk, key_1().jwk()]}).to_string();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let es256 = jsonwebtoken::encode(&header, &payload(), &key).unwrap();
+
+    // The default allows RS256 only.
+    let default = JwksVerifier::from_jwks_json(&jwks, ISSUER, AUDIENCE).unwrap();
+    assert_eq!(
+        default.verify(&es256).await.unwrap_err(),
+        TokenError::Algorithm {
+            alg: "ES256".into()
+        }
+    );
+    let both = JwksVerifier::builder_from_jwks_json(jwks, ISSUER, AUDIENCE)
+        .algorithms(["ES256", "RS256"])
+        .build()
+        .unwrap();
+    assert_eq!(both.verify(&es256).await.unwrap().subject, "usr_1");
+    assert!(both.verify(&key_1().mint(&claims()).unwrap()).await.is_ok());
+    // An RS256 header naming the EC key: the key does not fit.
+    let mut c = claims();
+    c.token_id = Some("mismatch".into());
+    let rs_on_ec =
+        DevIssuer::from_pkcs8_pem("ec-1", include_str!("data/jwt/test_only_rsa_private.pem"))
+            .unwrap()
+            .mint(&c)
+            .unwrap();
+    assert_eq!(
+        both.verify(&rs_on_ec).await.unwrap_err(),
+        TokenError::KeyMismatch {
+            kid: "ec-1".into(),
+            alg: "RS256".into()
+        }
+    );
 }

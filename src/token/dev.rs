@@ -144,7 +144,6 @@ impl DevIssuer {
 /// assert!(claims.expires_at > claims.issued_at);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
 pub struct DevClaims {
     /// `sub`; left out of the token when empty.
     pub subject: String,

@@ -27,7 +27,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use super::cache::{TokenCache, TokenDigest};
+use super::cache::TokenCache;
 use super::claims::{RawClaims, KNOWN_CLAIMS};
 use super::{TokenError, VerifiedClaims, Verifier, VerifyFuture};
 
@@ -383,17 +383,14 @@ impl Inner {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
-        let digest = if self.cache.is_enabled() {
-            let digest = TokenDigest::of(token);
-            if let Some(claims) = self.cache.get(&digest, unix_now()) {
+        let cache_key = self.cache.key(token);
+        if let Some(key) = cache_key {
+            if let Some(claims) = self.cache.get(key, token, unix_now()) {
                 bump(&self.counters.cache_hits);
                 return Ok(claims);
             }
             bump(&self.counters.cache_misses);
-            Some(digest)
-        } else {
-            None
-        };
+        }
 
         let parts = split(token)?;
         let header: RawHeader = serde_json::from_slice(&decode_part(parts.header)?)
@@ -437,8 +434,8 @@ impl Inner {
 
         let now = unix_now();
         let claims = Arc::new(self.check_claims(&decode_part(parts.payload)?, now)?);
-        if let Some(digest) = digest {
-            self.cache.insert(digest, Arc::clone(&claims), now);
+        if let Some(key) = cache_key {
+            self.cache.insert(key, token, Arc::clone(&claims), now);
         }
         Ok(claims)
     }
@@ -1032,5 +1029,68 @@ fn spawn_refresher(inner: &Arc<Inner>, every: Duration) {
         });
     if let Ok(handle) = spawned {
         *lock(&inner.refresher) = Some(handle.thread().clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    fn jwk(fields: serde_json::Value) -> serde_json::Value {
+        let mut base = serde_json::json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "kid": "k"});
+        if let (Some(base), Some(fields)) = (base.as_object_mut(), fields.as_object()) {
+            base.extend(fields.clone());
+        }
+        base
+    }
+
+    fn parse(keys: Vec<serde_json::Value>) -> Result<KeySet, String> {
+        KeySet::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes())
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_and_an_empty_set_is_an_error() {
+        let set = parse(vec![
+            jwk(serde_json::json!({"kid": "sig"})),
+            jwk(serde_json::json!({"kid": "enc", "use": "enc"})),
+            serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}),
+            serde_json::json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521"}),
+            serde_json::json!({"kty": "RSA", "kid": "no-modulus", "e": "AQAB"}),
+            serde_json::json!({"kid": "no-kty"}),
+        ])
+        .unwrap();
+        let kids: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["sig"]);
+        assert!(set.loaded);
+        assert_eq!(
+            parse(vec![serde_json::json!({"kty": "oct", "k": "c2VjcmV0"})])
+                .err()
+                .as_deref(),
+            Some("key set has no usable signing key")
+        );
+        assert!(KeySet::parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_key_set_keeps_at_most_max_keys() {
+        let keys = (0..MAX_KEYS + 10)
+            .map(|i| jwk(serde_json::json!({"kid": format!("k{i}")})))
+            .collect();
+        assert_eq!(parse(keys).unwrap().keys.len(), MAX_KEYS);
+    }
+
+    #[test]
+    fn a_compact_jws_has_exactly_three_parts() {
+        let parts = split("aa.bb.cc").unwrap();
+        assert_eq!(
+            (parts.header, parts.payload, parts.signature, parts.message),
+            ("aa", "bb", "cc", "aa.bb")
+        );
+        assert_eq!(split("aa.bb.").unwrap().signature, "");
+        for bad in ["", "aa", "aa.bb", ".bb.cc", "aa..cc", "aa.bb.cc.dd"] {
+            assert!(split(bad).is_err(), "{bad}");
+        }
     }
 }
