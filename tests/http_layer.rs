@@ -347,3 +347,17 @@ async fn a_permission_deleted_and_recreated_is_denied_then_allowed_again() {
     assert_eq!(a.status, 200, "re-created and granted: {a:?}");
     assert_eq!(a.revision, Some(engine.revision()));
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<AuthorizeLayer>();
+    send_sync::<rolegraph::http::Authorize<()>>();
+    send_sync::<rolegraph::http::RequireLayer>();
+    send_sync::<rolegraph::http::Require<()>>();
+    send_sync::<rolegraph::http::Authenticated>();
+    send_sync::<rolegraph::http::Rejection>();
+    send_sync::<rolegraph::http::RequireError>();
+    send_sync::<Rule>();
+    send_sync::<rolegraph::http::ResponseBody<String>>();
+}
