@@ -361,3 +361,28 @@ fn public_types_are_send_and_sync() {
     send_sync::<Rule>();
     send_sync::<rolegraph::http::ResponseBody<String>>();
 }
+
+#[tokio::test]
+async fn a_responder_replaces_the_answers_it_chooses() {
+    use rolegraph::http::Rejection;
+    let engine = Engine::new(&policy()).unwrap();
+    let issuer = Issuer::start().await;
+    let auth = AuthorizeLayer::new(engine, issuer.verifier())
+        .realm("projects")
+        .responder(|rejection: &Rejection, realm: &str| match rejection {
+            Rejection::InsufficientScope { .. } => {
+                let mut r = http::Response::new(bytes::Bytes::from_static(b"no"));
+                *r.status_mut() = http::StatusCode::NOT_FOUND;
+                r
+            }
+            other => other.default_response(realm),
+        });
+    let base = serve(router(&auth)).await;
+    let guest = issuer.mint(&TestClaims::new("usr_1", &["guest"]));
+    let a = get_as(&client(), &format!("{base}/projects"), Some(&guest)).await;
+    assert_eq!((a.status, a.body.as_str(), a.challenge), (404, "no", None));
+    // The kinds it leaves alone keep the RFC 6750 answer.
+    let a = get_as(&client(), &format!("{base}/projects"), None).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.challenge.as_deref(), Some(REALM));
+}
