@@ -386,3 +386,29 @@ async fn a_responder_replaces_the_answers_it_chooses() {
     assert_eq!(a.status, 401);
     assert_eq!(a.challenge.as_deref(), Some(REALM));
 }
+
+#[tokio::test]
+async fn keys_unreachable_is_a_503_with_retry_after() {
+    // A JWKS URL on a loopback port nobody listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/keys", closed.local_addr().unwrap());
+    drop(closed);
+    let verifier = rolegraph::token::JwksVerifier::builder(url, ISSUER, AUDIENCE)
+        .refresh_interval(std::time::Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(verifier.refresh().await.is_err());
+    let issuer = Issuer::start().await;
+    let auth = AuthorizeLayer::new(
+        Engine::new(&policy()).unwrap(),
+        std::sync::Arc::new(verifier),
+    )
+    .retry_after(std::time::Duration::from_secs(7));
+    let base = serve(router(&auth)).await;
+    let token = issuer.mint(&TestClaims::new("usr_1", &["viewer"]));
+    let a = get_as(&client(), &format!("{base}/projects"), Some(&token)).await;
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(a.retry_after.as_deref(), Some("7"));
+    assert!(a.challenge.is_none());
+    assert_eq!(a.problem()["status"], 503);
+}
