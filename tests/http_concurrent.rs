@@ -142,6 +142,7 @@ async fn clients_see_monotonic_revisions_and_fresh_decisions_while_webhooks_land
 
     // Every decision is the membership's at the revision the request saw.
     let mut checked = 0;
+    let observed_revisions: Vec<u64> = observed.iter().map(|(r, _)| *r).collect();
     for (revision, has_delete) in observed {
         if let Some((_, admin)) = applied.range(..=revision).next_back() {
             assert_eq!(has_delete, *admin, "revision {revision}");
@@ -151,6 +152,19 @@ async fn clients_see_monotonic_revisions_and_fresh_decisions_while_webhooks_land
     assert!(
         checked > 100,
         "only {checked} decisions overlapped the changes"
+    );
+    let distinct: std::collections::BTreeSet<u64> = observed_revisions.into_iter().collect();
+    assert!(
+        distinct.len() > 20,
+        "the clients saw only {} revisions: the principal is not fresh",
+        distinct.len()
+    );
+
+    // Once the changes stop, the next request sees the last one.
+    let a = get_as(&client(), &format!("{base}/check"), Some(&token)).await;
+    assert_eq!(
+        a.body,
+        format!("{} {}", engine.revision(), admin_at(CHANGES))
     );
     assert!(
         started.elapsed() < Duration::from_secs(60),

@@ -347,3 +347,68 @@ async fn a_permission_deleted_and_recreated_is_denied_then_allowed_again() {
     assert_eq!(a.status, 200, "re-created and granted: {a:?}");
     assert_eq!(a.revision, Some(engine.revision()));
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<AuthorizeLayer>();
+    send_sync::<rolegraph::http::Authorize<()>>();
+    send_sync::<rolegraph::http::RequireLayer>();
+    send_sync::<rolegraph::http::Require<()>>();
+    send_sync::<rolegraph::http::Authenticated>();
+    send_sync::<rolegraph::http::Rejection>();
+    send_sync::<rolegraph::http::RequireError>();
+    send_sync::<Rule>();
+    send_sync::<rolegraph::http::ResponseBody<String>>();
+}
+
+#[tokio::test]
+async fn a_responder_replaces_the_answers_it_chooses() {
+    use rolegraph::http::Rejection;
+    let engine = Engine::new(&policy()).unwrap();
+    let issuer = Issuer::start().await;
+    let auth = AuthorizeLayer::new(engine, issuer.verifier())
+        .realm("projects")
+        .responder(|rejection: &Rejection, realm: &str| match rejection {
+            Rejection::InsufficientScope { .. } => {
+                let mut r = http::Response::new(bytes::Bytes::from_static(b"no"));
+                *r.status_mut() = http::StatusCode::NOT_FOUND;
+                r
+            }
+            other => other.default_response(realm),
+        });
+    let base = serve(router(&auth)).await;
+    let guest = issuer.mint(&TestClaims::new("usr_1", &["guest"]));
+    let a = get_as(&client(), &format!("{base}/projects"), Some(&guest)).await;
+    assert_eq!((a.status, a.body.as_str(), a.challenge), (404, "no", None));
+    // The kinds it leaves alone keep the RFC 6750 answer.
+    let a = get_as(&client(), &format!("{base}/projects"), None).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.challenge.as_deref(), Some(REALM));
+}
+
+#[tokio::test]
+async fn keys_unreachable_is_a_503_with_retry_after() {
+    // A JWKS URL on a loopback port nobody listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/keys", closed.local_addr().unwrap());
+    drop(closed);
+    let verifier = rolegraph::token::JwksVerifier::builder(url, ISSUER, AUDIENCE)
+        .refresh_interval(std::time::Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(verifier.refresh().await.is_err());
+    let issuer = Issuer::start().await;
+    let auth = AuthorizeLayer::new(
+        Engine::new(&policy()).unwrap(),
+        std::sync::Arc::new(verifier),
+    )
+    .retry_after(std::time::Duration::from_secs(7));
+    let base = serve(router(&auth)).await;
+    let token = issuer.mint(&TestClaims::new("usr_1", &["viewer"]));
+    let a = get_as(&client(), &format!("{base}/projects"), Some(&token)).await;
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(a.retry_after.as_deref(), Some("7"));
+    assert!(a.challenge.is_none());
+    assert_eq!(a.problem()["status"], 503);
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -236,6 +237,17 @@ pub(crate) fn principal(
 
 /// The token of the one `Authorization: Bearer <token68>` header.
 pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let (value, range) = bearer_range(headers)?;
+    token_at(value, range)
+}
+
+/// The one `Authorization` header and where its token68 lies in it.
+///
+/// # Complexity
+///
+/// Two passes over the header, both vectorized: an ASCII check and the
+/// token68 check.
+fn bearer_range(headers: &HeaderMap) -> Result<(&[u8], Range<usize>), Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(Rejection::MissingCredentials);
@@ -244,29 +256,57 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Rejection> {
     if values.next().is_some() {
         return invalid("more than one authorization header");
     }
-    let Ok(value) = value.to_str() else {
+    let bytes = value.as_bytes();
+    if !bytes.is_ascii() {
         return invalid("the authorization header is not ascii");
-    };
-    let Some((scheme, token)) = value.trim().split_once(' ') else {
+    }
+    let start = bytes.len() - bytes.trim_ascii_start().len();
+    let end = bytes.trim_ascii_end().len();
+    let trimmed = bytes.get(start..end).unwrap_or_default();
+    let Some(space) = trimmed.iter().position(|&b| b == b' ') else {
         return invalid("the authorization header is not `Bearer <token>`");
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (scheme, rest) = trimmed.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return invalid("the authorization scheme is not `Bearer`");
     }
-    let token = token.trim_start_matches(' ');
+    let token = rest.trim_ascii_start();
     if !is_token68(token) {
         return invalid("the bearer token is not a token68");
     }
-    Ok(token)
+    Ok((bytes, end - token.len()..end))
+}
+
+/// The token at `range` of a header that [`bearer_range`] accepted.
+fn token_at(value: &[u8], range: Range<usize>) -> Result<&str, Rejection> {
+    value
+        .get(range)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .ok_or(Rejection::InvalidRequest {
+            description: "the bearer token is not a token68",
+        })
 }
 
 /// RFC 7235 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_token68(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+///
+/// # Complexity
+///
+/// One pass without early exit, written as range tests so that it
+/// vectorizes: tokens are long (a Scalekit access token is most of a
+/// kilobyte) and this runs on every request.
+fn is_token68(s: &[u8]) -> bool {
+    let padding = s.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = s.get(..s.len() - padding).unwrap_or_default();
+    !body.is_empty() && body.iter().fold(true, |ok, &b| ok & is_token68_byte(b))
+}
+
+#[inline]
+fn is_token68_byte(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    // `+`, `-`, `.`, `/` are 0x2B, 0x2D, 0x2E, 0x2F; then `_` and `~`.
+    let sign = b.wrapping_sub(b'+') < 5 && b != b',';
+    letter | digit | sign | (b == b'_') | (b == b'~')
 }
 
 /// The service of [`AuthorizeLayer`]: authenticates, then calls `S` with an
@@ -286,11 +326,12 @@ impl<S: fmt::Debug> fmt::Debug for Authorize<S> {
     }
 }
 
-type AuthFuture = Pin<Box<dyn Future<Output = Result<Authenticated, Rejection>> + Send>>;
+type AuthFuture<B> = Pin<Box<dyn Future<Output = Result<Request<B>, Rejection>> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Authorize<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -300,9 +341,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let token = match bearer(req.headers()) {
-            Ok(token) => token.to_owned(),
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let range = match bearer_range(req.headers()) {
+            Ok((_, range)) => range,
             Err(rejection) => {
                 super::log_rejection(&rejection);
                 return ResponseFuture::done(self.shared.answers.respond(&rejection));
@@ -313,11 +354,24 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
-        let auth: AuthFuture = Box::pin(async move { shared.authenticate(&token).await });
+        // The request moves into the one boxed future: the token is read
+        // where it lies, never copied.
+        let auth: AuthFuture<ReqBody> = Box::pin(async move {
+            let authenticated = {
+                let value = req
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .map_or(&[][..], |v| v.as_bytes());
+                let token = token_at(value, range)?;
+                shared.authenticate(token).await?
+            };
+            req.extensions_mut().insert(authenticated);
+            Ok(req)
+        });
         ResponseFuture {
             state: State::Authenticating {
                 auth,
-                pending: Some((inner, req)),
+                inner: Some(inner),
                 shared: Arc::clone(&self.shared),
             },
         }
@@ -342,8 +396,8 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Authenticating {
-            auth: AuthFuture,
-            pending: Option<(S, Request<ReqBody>)>,
+            auth: AuthFuture<ReqBody>,
+            inner: Option<S>,
             shared: Arc<Shared>,
         },
         Calling {
@@ -397,13 +451,12 @@ where
             match this.state.as_mut().project() {
                 StateProj::Authenticating {
                     auth,
-                    pending,
+                    inner,
                     shared,
                 } => {
                     let result = ready!(auth.as_mut().poll(cx));
-                    match (result, pending.take()) {
-                        (Ok(authenticated), Some((mut inner, mut req))) => {
-                            req.extensions_mut().insert(authenticated);
+                    match (result, inner.take()) {
+                        (Ok(req), Some(mut inner)) => {
                             let future = inner.call(req);
                             this.state.set(State::Calling { future });
                         }
@@ -457,6 +510,14 @@ mod tests {
         bearer(&headers(values))
             .map(str::to_owned)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn token68_bytes_are_exactly_the_grammar() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_token68_byte(b), expected, "byte {b:#04x}");
+        }
     }
 
     #[test]

@@ -256,6 +256,15 @@ pub async fn get_as(client: &reqwest::Client, url: &str, token: Option<&str>) ->
 /// the status and body of the answer. For bodies a client library would
 /// not send (chunked past a limit, a length it never delivers).
 pub async fn raw(base: &str, head: &str, chunks: &[Vec<u8>]) -> (u16, String) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        raw_exchange(base, head, chunks),
+    )
+    .await
+    .expect("no answer within 20 s")
+}
+
+async fn raw_exchange(base: &str, head: &str, chunks: &[Vec<u8>]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
