@@ -167,8 +167,30 @@ fn checkpoint_revision(dir: &Path) -> u64 {
     u64::from_le_bytes(bytes[12..20].try_into().unwrap())
 }
 
+/// The live log segment: the one with the highest base revision
+/// (`journal-<base>.log`), or `journal.log` before the first checkpoint.
 fn log_path(tmp: &TempDir) -> PathBuf {
-    tmp.path().join(LOG)
+    segments(tmp.path())
+        .pop()
+        .map_or_else(|| tmp.path().join(LOG), |(_, path)| path)
+}
+
+/// Every log segment in `dir` with its base revision, oldest first.
+fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            if name == LOG {
+                return Some((0, path));
+            }
+            let base = name.strip_prefix("journal-")?.strip_suffix(".log")?;
+            Some((base.parse().ok()?, path))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Five accepted changes, one revision each: membership `u1` … `u5` in
@@ -600,8 +622,11 @@ fn recovery_reports_what_it_dropped_and_a_required_revision_is_enforced() {
     fs::write(log_path(&tmp), &log[..log.len() - 3]).unwrap();
     let backup = tmp.path().join("backup");
     fs::create_dir(&backup).unwrap();
-    for file in [LOG, CHECKPOINT] {
-        fs::copy(tmp.path().join(file), backup.join(file)).unwrap();
+    for entry in fs::read_dir(tmp.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, backup.join(path.file_name().unwrap())).unwrap();
+        }
     }
     let (engine, torn) = Engine::recover(tmp.path(), &policy(), options(3)).unwrap();
     expected.revision = 4;
