@@ -1408,8 +1408,54 @@ impl Engine {
         organization: &str,
         user: &str,
     ) -> Result<Vec<RoleAssignment>, JournalError> {
+        self.user_role_history_page(organization, user, 0, usize::MAX)
+    }
+
+    /// A page of [`user_role_history`](Self::user_role_history): the
+    /// changes with a revision greater than `after`, in order, until at
+    /// least `limit` are found (a batch's changes are never split); pass the
+    /// last revision of a page to get the next. Journal segments older than
+    /// `after` are not read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rolegraph::{Change, ChangeMeta, Engine, Policy};
+    ///
+    /// let mut policy = Policy::new();
+    /// policy.role("viewer");
+    /// policy.role("editor");
+    /// let engine = Engine::new(&policy)?;
+    /// for roles in [["viewer"], ["editor"], ["viewer"]] {
+    ///     let set = Change::SetMembership {
+    ///         organization: "org_1".into(), user: "ada".into(),
+    ///         roles: roles.map(String::from).to_vec(), groups: None, creator: false,
+    ///     };
+    ///     engine.apply(set, ChangeMeta::default())?;
+    /// }
+    /// let first = engine.user_role_history_page("org_1", "ada", 0, 2)?;
+    /// assert_eq!(first.iter().map(|a| a.revision).collect::<Vec<_>>(), [1, 2]);
+    /// let next = engine.user_role_history_page("org_1", "ada", 2, 2)?;
+    /// assert_eq!(next[0].after, ["viewer"]);
+    /// assert_eq!(next.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn user_role_history_page(
+        &self,
+        organization: &str,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RoleAssignment>, JournalError> {
         let mut out = Vec::new();
-        self.visit_history(0, |e| {
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit_history(after, |e| {
             out.extend(
                 e.memberships
                     .iter()
@@ -1422,7 +1468,11 @@ impl Engine {
                         after: m.after.clone(),
                     }),
             );
-            ControlFlow::Continue(())
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         Ok(out)
     }
@@ -1442,15 +1492,40 @@ impl Engine {
         organization: Option<&str>,
         name: &str,
     ) -> Result<Vec<Arc<Entry>>, JournalError> {
+        self.role_history_page(organization, name, 0, usize::MAX)
+    }
+
+    /// A page of [`role_history`](Self::role_history): at most `limit`
+    /// batches with a revision greater than `after`, in order; pass the last
+    /// revision of a page to get the next. Journal segments older than
+    /// `after` are not read.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn role_history_page(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, JournalError> {
         let mut out = Vec::new();
-        self.visit_history(0, |e| {
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit_history(after, |e| {
             if e.changes
                 .iter()
                 .any(|c| mentions_role(c, organization, name))
             {
                 out.push(Arc::clone(e));
             }
-            ControlFlow::Continue(())
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         Ok(out)
     }

@@ -353,9 +353,9 @@ impl fmt::Debug for Recovery {
 ///
 /// # Invariant
 ///
-/// The live segment, `log_path` (base revision `segment`), holds exactly `len` bytes: the file header and whole, valid
-/// records, the last with revision `last_record`; or the journal is
-/// `poisoned` and refuses writes.
+/// The live segment, `log_path` (base revision `segment`), holds exactly
+/// `len` bytes: the file header and whole, valid records, the last with
+/// revision `last_record`; or the journal is `poisoned` and refuses writes.
 pub struct Journal {
     dir: PathBuf,
     log_path: PathBuf,
