@@ -649,16 +649,20 @@ impl Journal {
     /// one (every record in it is already synced).
     fn rotate(&mut self, base: u64) -> Result<(), JournalError> {
         let path = segment_path(&self.dir, base);
+        let created = create_log(&self.dir, &path, self.options);
         #[cfg(test)]
-        if self.fault == Some(Fault::RotateFails) {
+        let created = if self.fault == Some(Fault::RotateFails) {
+            // As if the directory sync failed after the rename.
             self.fault = None;
-            return Err(io_error(
-                IoAction::Create,
-                &path,
+            created.and(Err(io_error(
+                IoAction::Sync,
+                &self.dir,
                 io::Error::other("injected rotation failure"),
-            ));
-        }
-        match create_log(&self.dir, &path, self.options) {
+            )))
+        } else {
+            created
+        };
+        match created {
             Ok(file) => {
                 self.file = file;
                 self.log_path = path;
@@ -956,7 +960,7 @@ enum Fault {
     ShortWrite,
     /// Write the record, then fail the sync.
     SyncFails,
-    /// Fail to create the next segment.
+    /// Create the next segment, then fail as if syncing the directory did.
     RotateFails,
 }
 
