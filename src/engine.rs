@@ -1286,8 +1286,10 @@ impl Engine {
     /// # Blocking
     ///
     /// Never waits on the writer. The latest 10,000 batches are in memory;
-    /// older ones are read from the journal (a sequential read of the log up
-    /// to them). An in-memory engine keeps only those 10,000.
+    /// older ones are read from the journal's segments (one per checkpoint
+    /// interval; segments wholly at or below `revision` are not read, and
+    /// segments deleted by [`EngineOptions::retain_segments`] are gone from
+    /// the history). An in-memory engine keeps only those 10,000.
     ///
     /// # Errors
     ///

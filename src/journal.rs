@@ -2220,6 +2220,44 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_checkpoint_still_opens() {
+        // A directory written before segments: one log, a 40-byte header.
+        let (tmp, journal) = fixture([1, 2, 3]);
+        let log_len = journal.log_size();
+        drop(journal);
+        let state = b"state at 2";
+        let second_end = {
+            let bytes = fs::read(log(tmp.path())).unwrap();
+            to_u64(record_spans(&bytes)[1].end)
+        };
+        assert!(second_end < log_len);
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&CHECKPOINT_MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&2u64.to_le_bytes());
+        bytes.extend_from_slice(&second_end.to_le_bytes());
+        bytes.extend_from_slice(&to_u64(state.len()).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes);
+        crc.update(state);
+        bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+        bytes.extend_from_slice(state);
+        fs::write(tmp.path().join(CHECKPOINT_FILE), &bytes).unwrap();
+
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let (mut journal, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.checkpoint, Some((2, state.to_vec())));
+        assert_eq!(recovery.records, expected([3]));
+        // The next checkpoint moves it to the current format and a segment.
+        journal.checkpoint(3, b"state at 3").unwrap();
+        journal.append(4, &payload(4)).unwrap();
+        drop(journal);
+        let (_, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.checkpoint, Some((3, b"state at 3".to_vec())));
+        assert_eq!(recovery.records, expected([4]));
+    }
+
+    #[test]
     fn stale_tmp_files_are_harmless() {
         let (tmp, journal) = five_with_checkpoint();
         drop(journal);
