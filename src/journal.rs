@@ -826,8 +826,10 @@ pub fn read_history(
             flow
         });
         match result {
+            // Deleted by retention since it was listed (even the segment of
+            // `end`, when a checkpoint sealed it and `retain_segments` is 0).
             Err(JournalError::Io { ref source, .. })
-                if source.kind() == io::ErrorKind::NotFound && *base != end.segment => {}
+                if source.kind() == io::ErrorKind::NotFound => {}
             other => other?,
         }
         if stopped {
@@ -2215,8 +2217,23 @@ mod tests {
         let end = journal.end();
         assert_eq!(history(tmp.path(), end, 0), expected(10..=12));
         drop(journal);
-        let (_, recovery) = Journal::open_with(tmp.path(), options).unwrap();
+        let (mut journal, recovery) = Journal::open_with(tmp.path(), options).unwrap();
         assert_eq!(recovery.checkpoint.map(|(r, _)| r), Some(12));
+
+        // Keeping none deletes even the segment a reader's `end` is in: its
+        // history is gone, not an error.
+        journal.options = journal.options.with_retain_segments(Some(0));
+        journal.append(13, &payload(13)).unwrap();
+        let sealed = journal.end();
+        assert_eq!(history(tmp.path(), sealed, 0), expected(10..=13));
+        journal.checkpoint(13, b"state").unwrap();
+        let bases: Vec<u64> = list_segments(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|(base, _)| base)
+            .collect();
+        assert_eq!(bases, [13]);
+        assert_eq!(history(tmp.path(), sealed, 0), []);
     }
 
     #[test]
