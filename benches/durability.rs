@@ -78,11 +78,27 @@ fn build(dir: &Path, changes: u64) {
             .unwrap();
     }
     drop(engine);
-    let log = std::fs::metadata(dir.join("journal.log")).unwrap().len();
+    // Every log segment (`journal.log`, `journal-<base>.log`): the audit
+    // history, and the newest, the live one recovery replays.
+    let mut segments: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let is_log = name.starts_with("journal") && name.ends_with(".log");
+            is_log.then(|| (name, e.metadata().unwrap().len()))
+        })
+        .collect();
+    segments.sort_by_key(|(name, _)| name.replace("journal.log", "journal-0.log"));
+    let total: u64 = segments.iter().map(|(_, len)| len).sum();
+    let live = segments.last();
     eprintln!(
-        "open/after_changes/{changes}: built {changes} batches in {:.1?}, journal {:.1} MB",
+        "open/after_changes/{changes}: built {changes} batches in {:.1?}, journal {:.1} MB \
+         in {} segments, live segment {:?}",
         started.elapsed(),
-        log as f64 / 1e6
+        total as f64 / 1e6,
+        segments.len(),
+        live,
     );
 }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::change::{Change, ChangeError, ChangeMeta, Outcome};
 use crate::check::{Principal, Requirement};
 use crate::compile::compile_with;
-use crate::journal::{read_records, CheckpointTicket, Journal, JournalError};
+use crate::journal::{read_history, CheckpointTicket, Journal, JournalError, LogEnd};
 use crate::model::Policy;
 use crate::snapshot::{Data, Snapshot};
 use model::{Effects, Model};
@@ -204,6 +204,13 @@ pub struct EngineOptions {
     /// What to do with the `initial` policy when the directory already
     /// holds state (default [`Existing::KeepJournal`]).
     pub on_existing: Existing,
+    /// How many journal segments older than the last checkpoint's to keep
+    /// (default `None`: all, the whole audit history). Each checkpoint
+    /// starts a new segment; with `Some(n)`, each written checkpoint deletes
+    /// the segments beyond the `n` before its own, and history older than
+    /// the oldest kept segment is gone from
+    /// [`entries_since`](Engine::entries_since) and the other history reads.
+    pub retain_segments: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -213,6 +220,7 @@ impl Default for EngineOptions {
             required_revision: None,
             on_existing: Existing::KeepJournal,
             sync: true,
+            retain_segments: None,
         }
     }
 }
@@ -242,6 +250,13 @@ impl EngineOptions {
     #[must_use]
     pub const fn with_required_revision(mut self, revision: u64) -> Self {
         self.required_revision = Some(revision);
+        self
+    }
+
+    /// Sets [`retain_segments`](Self::retain_segments).
+    #[must_use]
+    pub const fn with_retain_segments(mut self, keep: Option<usize>) -> Self {
+        self.retain_segments = keep;
         self
     }
 
@@ -425,8 +440,8 @@ struct Shared {
     feed: Mutex<Vec<Subscriber>>,
     checkpoints: Arc<Checkpoints>,
     recovery: Option<Recovery>,
-    /// The journal's log, for history older than what memory keeps.
-    log_path: Option<std::path::PathBuf>,
+    /// The journal's directory, for history older than what memory keeps.
+    journal_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Shared {
@@ -547,9 +562,9 @@ struct State {
     /// The most recent batches, at most [`HISTORY_IN_MEMORY`]; a durable
     /// engine reads older ones from the journal.
     history: imbl::Vector<Arc<Entry>>,
-    /// The journal's length once the batch at `revision` was appended: every
+    /// The journal's end once the batch at `revision` was appended: every
     /// record before it is whole and synced.
-    log_len: u64,
+    log_end: LogEnd,
 }
 
 /// How many of the latest batches the engine keeps in memory for the audit
@@ -782,7 +797,8 @@ impl Engine {
             dir,
             crate::journal::JournalOptions::new()
                 .with_sync(options.sync)
-                .with_read_all(false),
+                .with_read_all(false)
+                .with_retain_segments(options.retain_segments),
         )?;
         let dropped_bytes = found.truncated_tail.unwrap_or(0);
         #[cfg(feature = "tracing")]
@@ -908,12 +924,12 @@ impl Engine {
             core: Arc::clone(&snapshot.arc().core),
             members: model.members.clone(),
         };
-        let log_path = journal.as_ref().map(|j| j.log_path().to_path_buf());
+        let journal_dir = journal.as_ref().map(|j| j.dir().to_path_buf());
         let state = State {
             revision,
             model: model.clone(),
             history,
-            log_len: journal.as_ref().map_or(0, Journal::log_size),
+            log_end: journal.as_ref().map(Journal::end).unwrap_or_default(),
         };
         Self {
             shared: Arc::new(Shared {
@@ -933,7 +949,7 @@ impl Engine {
                 feed: Mutex::new(Vec::new()),
                 checkpoints: Arc::default(),
                 recovery,
-                log_path,
+                journal_dir,
             }),
         }
     }
@@ -1152,7 +1168,11 @@ impl Engine {
             revision,
             model: draft.clone(),
             history,
-            log_len: writer.journal.as_ref().map_or(0, Journal::log_size),
+            log_end: writer
+                .journal
+                .as_ref()
+                .map(Journal::end)
+                .unwrap_or_default(),
         }));
         writer.model = draft;
         lock(&self.shared.feed).retain(|s| match s.tx.try_send(Arc::clone(&entry)) {
@@ -1191,9 +1211,9 @@ impl Engine {
         if every == 0 || writer.since_checkpoint < checkpoints.interval(every) {
             return;
         }
-        let Some(journal) = writer.journal.as_ref() else {
+        if writer.journal.is_none() {
             return;
-        };
+        }
         {
             let mut status = lock(&checkpoints.status);
             if status.in_progress {
@@ -1206,6 +1226,9 @@ impl Engine {
         // The previous worker has finished (it was not in progress).
         checkpoints.join();
         let model = writer.model.clone();
+        let Some(journal) = writer.journal.as_mut() else {
+            return;
+        };
         let ticket = match journal.ticket(revision) {
             Ok(ticket) => ticket,
             Err(e) => {
@@ -1291,8 +1314,10 @@ impl Engine {
     /// # Blocking
     ///
     /// Never waits on the writer. The latest 10,000 batches are in memory;
-    /// older ones are read from the journal (a sequential read of the log up
-    /// to them). An in-memory engine keeps only those 10,000.
+    /// older ones are read from the journal's segments (one per checkpoint
+    /// interval; segments wholly at or below `revision` are not read, and
+    /// segments deleted by [`EngineOptions::retain_segments`] are gone from
+    /// the history). An in-memory engine keeps only those 10,000.
     ///
     /// # Errors
     ///
@@ -1339,15 +1364,15 @@ impl Engine {
             .history
             .front()
             .map_or(state.revision + 1, |e| e.revision);
-        if let Some(path) = self
+        if let Some(dir) = self
             .shared
-            .log_path
+            .journal_dir
             .as_deref()
             .filter(|_| after.saturating_add(1) < in_memory)
         {
             let mut failed = None;
             let mut stopped = false;
-            read_records(path, state.log_len, |revision, bytes| {
+            read_history(dir, state.log_end, after, |revision, bytes| {
                 if revision >= in_memory {
                     return ControlFlow::Break(());
                 }
@@ -1413,8 +1438,54 @@ impl Engine {
         organization: &str,
         user: &str,
     ) -> Result<Vec<RoleAssignment>, JournalError> {
+        self.user_role_history_page(organization, user, 0, usize::MAX)
+    }
+
+    /// A page of [`user_role_history`](Self::user_role_history): the
+    /// changes with a revision greater than `after`, in order, until at
+    /// least `limit` are found (a batch's changes are never split); pass the
+    /// last revision of a page to get the next. Journal segments older than
+    /// `after` are not read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rolegraph::{Change, ChangeMeta, Engine, Policy};
+    ///
+    /// let mut policy = Policy::new();
+    /// policy.role("viewer");
+    /// policy.role("editor");
+    /// let engine = Engine::new(&policy)?;
+    /// for roles in [["viewer"], ["editor"], ["viewer"]] {
+    ///     let set = Change::SetMembership {
+    ///         organization: "org_1".into(), user: "ada".into(),
+    ///         roles: roles.map(String::from).to_vec(), groups: None, creator: false,
+    ///     };
+    ///     engine.apply(set, ChangeMeta::default())?;
+    /// }
+    /// let first = engine.user_role_history_page("org_1", "ada", 0, 2)?;
+    /// assert_eq!(first.iter().map(|a| a.revision).collect::<Vec<_>>(), [1, 2]);
+    /// let next = engine.user_role_history_page("org_1", "ada", 2, 2)?;
+    /// assert_eq!(next[0].after, ["viewer"]);
+    /// assert_eq!(next.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn user_role_history_page(
+        &self,
+        organization: &str,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RoleAssignment>, JournalError> {
         let mut out = Vec::new();
-        self.visit_history(0, |e| {
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit_history(after, |e| {
             out.extend(
                 e.memberships
                     .iter()
@@ -1427,7 +1498,11 @@ impl Engine {
                         after: m.after.clone(),
                     }),
             );
-            ControlFlow::Continue(())
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         Ok(out)
     }
@@ -1447,15 +1522,40 @@ impl Engine {
         organization: Option<&str>,
         name: &str,
     ) -> Result<Vec<Arc<Entry>>, JournalError> {
+        self.role_history_page(organization, name, 0, usize::MAX)
+    }
+
+    /// A page of [`role_history`](Self::role_history): at most `limit`
+    /// batches with a revision greater than `after`, in order; pass the last
+    /// revision of a page to get the next. Journal segments older than
+    /// `after` are not read.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError`] when the journal cannot be read back.
+    pub fn role_history_page(
+        &self,
+        organization: Option<&str>,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, JournalError> {
         let mut out = Vec::new();
-        self.visit_history(0, |e| {
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit_history(after, |e| {
             if e.changes
                 .iter()
                 .any(|c| mentions_role(c, organization, name))
             {
                 out.push(Arc::clone(e));
             }
-            ControlFlow::Continue(())
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         Ok(out)
     }
@@ -1577,7 +1677,7 @@ impl Engine {
     pub fn checkpoint(&self) -> Result<(), JournalError> {
         let (ticket, model) = {
             let mut writer = lock(&self.shared.writer);
-            let Some(journal) = writer.journal.as_ref() else {
+            let Some(journal) = writer.journal.as_mut() else {
                 return Ok(());
             };
             let ticket = journal.ticket(self.revision())?;

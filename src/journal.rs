@@ -16,22 +16,52 @@
 //!
 //! A journal is a directory holding:
 //!
-//! - `journal.log`: every record ever appended, in revision order. It is also
-//!   the audit history, so records are never dropped, not even at a
-//!   checkpoint.
+//! - log segments: `journal.log`, then `journal-<base>.log` (`base` in 20
+//!   digits), each holding the records after revision `base`, in revision
+//!   order. The newest is the live segment, the only one appended to. Each
+//!   checkpoint ([`Journal::ticket`]) first seals the live segment and starts
+//!   a new one at the checkpoint's revision, so the live segment holds only
+//!   the changes since the last checkpoint. The sealed segments are the
+//!   audit history: kept unless [`JournalOptions::retain_segments`] says
+//!   otherwise, and read by [`read_history`], which skips the segments
+//!   older than the revision asked for.
 //! - `checkpoint`: the latest state snapshot the engine handed to
-//!   [`Journal::checkpoint`]. It only makes recovery fast: the engine replays
-//!   the records after it ([`Recovery::to_replay`]) instead of all of them.
+//!   [`Journal::checkpoint`], with the segment and offset the log ended at.
+//!   It only makes recovery fast: the engine replays the records after it
+//!   ([`Recovery::to_replay`]) instead of all of them.
 //!
-//! Both files are only ever created whole: written as `*.tmp`, synced, then
-//! renamed into place, followed by a sync of the directory. A stale `*.tmp`
-//! left by a crash is harmless and is overwritten by the next write.
+//! All these files are only ever created whole: written as `*.tmp`, synced,
+//! then renamed into place, followed by a sync of the directory. A stale
+//! `*.tmp` left by a crash is harmless and is overwritten by the next write.
+//!
+//! ## Rotation and crashes
+//!
+//! A checkpoint of revision `r` takes these steps; recovery after a crash
+//! at any point reads the checkpoint in place and every segment from its
+//! own on, so nothing acknowledged is lost and nothing is read twice:
+//!
+//! 1. `journal.log.tmp` is written with a log header and synced (a crash:
+//!    a stale tmp file, ignored).
+//! 2. It is renamed to `journal-<r>.log` and the directory synced; appends
+//!    go there from now on (a crash: the old checkpoint still names an
+//!    older segment, and recovery reads from it through the new one). If
+//!    this fails, the new file is removed and appends stay in the old
+//!    segment.
+//! 3. The checkpoint is written to `checkpoint.tmp`, synced, renamed over
+//!    `checkpoint`, the directory synced (a crash: the old or the new
+//!    checkpoint; either is consistent with the segments).
+//! 4. With [`JournalOptions::retain_segments`], older segments are deleted
+//!    (a crash: some are left, deleted at the next checkpoint).
+//!
+//! A segment is sealed only after every append to it was synced, so only
+//! the live segment can have a torn tail; a sealed one ending in a partial
+//! record is [`Corruption::SealedSegmentTail`].
 //!
 //! # Format
 //!
 //! All integers are little-endian; checksums are CRC-32 (IEEE).
 //!
-//! `journal.log` starts with a 12-byte header, then holds records back to back:
+//! A log segment starts with a 12-byte header, then holds records back to back:
 //!
 //! | bytes | field                                                  |
 //! |-------|--------------------------------------------------------|
@@ -52,17 +82,21 @@
 //! file" and look exactly like a torn tail, and recovery would silently drop
 //! every acknowledged record after it.
 //!
-//! `checkpoint` is a 40-byte header followed by the state:
+//! `checkpoint` is a 48-byte header followed by the state:
 //!
 //! | bytes  | field                                                      |
 //! |--------|------------------------------------------------------------|
 //! | 0..8   | magic `RGRAPHCP`                                           |
-//! | 8..12  | format version, `u32` = 1                                  |
+//! | 8..12  | format version, `u32` = 2                                  |
 //! | 12..20 | revision of the state, `u64`                               |
-//! | 20..28 | length of `journal.log` when the checkpoint was taken, `u64` |
+//! | 20..28 | length of the segment below when the checkpoint was taken, `u64` |
 //! | 28..36 | state length `n`, `u64`                                    |
-//! | 36..40 | CRC-32 of bytes 0..36 and the state                        |
-//! | 40..   | state, exactly `n` bytes                                   |
+//! | 36..44 | base revision of the live segment then, `u64`              |
+//! | 44..48 | CRC-32 of bytes 0..44 and the state                        |
+//! | 48..   | state, exactly `n` bytes                                   |
+//!
+//! Version 1 (from before segments) is still read: a 40-byte header without
+//! bytes 36..44, its CRC at 36..40, the segment `journal.log`.
 //!
 //! The recorded log length is a cross-check: the log can only grow, so a log
 //! shorter than that, or one where that length is not a record boundary, has
@@ -125,12 +159,14 @@
 //! - One writer: nothing stops two processes opening the same directory (the
 //!   crate's `rust-version` predates `File::lock`), and the engine must not.
 //! - A payload holds at most [`MAX_PAYLOAD`] bytes.
-//! - The log grows for ever: it is the audit log. A full recovery reads it
-//!   all into memory; with [`JournalOptions::read_all`] off (what the engine
-//!   uses) recovery reads only what follows the checkpoint, and
-//!   [`read_records`] streams older records one at a time when the audit
-//!   history asks for them. Segment files (dropping or archiving old
-//!   history) are not implemented.
+//! - The sealed segments grow for ever by default: they are the audit log.
+//!   A full recovery reads them all into memory; with
+//!   [`JournalOptions::read_all`] off (what the engine uses) recovery reads
+//!   only the checkpoint's segment from the checkpoint on (normally an
+//!   empty segment plus what followed), and [`read_history`] streams older
+//!   records one at a time when the audit history asks for them.
+//!   [`JournalOptions::retain_segments`] bounds the disk use by deleting
+//!   old history.
 //! - With [`JournalOptions::sync`] off (for tests and benchmarks) nothing is
 //!   synced and a power loss may lose or damage anything.
 //!
@@ -189,7 +225,10 @@ const VERSION: u32 = 1;
 
 const LOG_HEADER_LEN: usize = 12;
 const RECORD_HEADER_LEN: usize = 20;
-const CHECKPOINT_HEADER_LEN: usize = 40;
+const CHECKPOINT_HEADER_LEN: usize = 48;
+const CHECKPOINT_V1_HEADER_LEN: usize = 40;
+/// The checkpoint format: 2 added the segment of the recorded log length.
+const CHECKPOINT_VERSION: u32 = 2;
 
 /// How a [`Journal`] writes.
 ///
@@ -209,6 +248,11 @@ pub struct JournalOptions {
     /// length is then checked against the file's length and the first record
     /// after it, not against every record boundary.
     pub read_all: bool,
+    /// How many sealed segments older than the checkpoint's to keep
+    /// (default `None`: all of them, the whole audit history). With
+    /// `Some(n)`, each written checkpoint deletes the older ones; history
+    /// before the oldest kept segment is then gone.
+    pub retain_segments: Option<usize>,
 }
 
 impl JournalOptions {
@@ -218,6 +262,7 @@ impl JournalOptions {
         Self {
             sync: true,
             read_all: true,
+            retain_segments: None,
         }
     }
 
@@ -226,6 +271,14 @@ impl JournalOptions {
     #[must_use]
     pub const fn with_read_all(mut self, read_all: bool) -> Self {
         self.read_all = read_all;
+        self
+    }
+
+    /// Sets how many old segments to keep; see
+    /// [`retain_segments`](Self::retain_segments).
+    #[must_use]
+    pub const fn with_retain_segments(mut self, keep: Option<usize>) -> Self {
+        self.retain_segments = keep;
         self
     }
 
@@ -300,12 +353,14 @@ impl fmt::Debug for Recovery {
 ///
 /// # Invariant
 ///
-/// `journal.log` holds exactly `len` bytes: the file header and whole, valid
-/// records, the last with revision `last_record`; or the journal is
-/// `poisoned` and refuses writes.
+/// The live segment, `log_path` (base revision `segment`), holds exactly
+/// `len` bytes: the file header and whole, valid records, the last with
+/// revision `last_record`; or the journal is `poisoned` and refuses writes.
 pub struct Journal {
     dir: PathBuf,
     log_path: PathBuf,
+    /// The base revision of the live segment, `log_path`.
+    segment: u64,
     file: File,
     len: u64,
     last_record: Option<u64>,
@@ -374,77 +429,60 @@ impl Journal {
             .map_err(|e| io_error(IoAction::Open, &lock_path, e))?;
         lock.try_lock()
             .map_err(|_| JournalError::Locked { path: dir.clone() })?;
-        let log_path = dir.join(LOG_FILE);
 
         let checkpoint_path = dir.join(CHECKPOINT_FILE);
         let checkpoint = read_checkpoint(&checkpoint_path)?;
+        let mut segments = list_segments(&dir)?;
+        if let Some(c) = &checkpoint {
+            if !segments.iter().any(|(base, _)| *base == c.segment) {
+                return Err(JournalError::MissingLog {
+                    path: segment_path(&dir, c.segment),
+                });
+            }
+        }
+        if segments.is_empty() {
+            let path = segment_path(&dir, 0);
+            drop(create_log(&dir, &path, options)?);
+            segments.push((0, path));
+        }
+        // Older segments are the audit history: recovery starts at the
+        // checkpoint's segment (all of them with `read_all`).
+        let start = match &checkpoint {
+            Some(c) if !options.read_all => c.segment,
+            _ => 0,
+        };
+        let live = segments.len() - 1;
+        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut opened = None;
+        for (i, (base, path)) in segments.iter().enumerate() {
+            if *base < start {
+                continue;
+            }
+            let at_checkpoint = checkpoint.as_ref().filter(|c| c.segment == *base);
+            let floor = records.last().map(|(r, _)| *r).or(checkpoint
+                .as_ref()
+                .map(|c| c.revision)
+                .filter(|_| !options.read_all));
+            let (file, scan, file_len) = scan_segment(path, at_checkpoint, floor, options)?;
+            if i != live && scan.valid_end < file_len {
+                // Sealed before the next segment was created, after every
+                // append to it was synced: a crash cannot tear it.
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    offset: scan.valid_end,
+                    reason: Corruption::SealedSegmentTail,
+                });
+            }
+            records.extend(scan.records);
+            if i == live {
+                opened = Some((file, scan.valid_end, file_len));
+            }
+        }
+        let (file, len, file_len) = opened.ok_or_else(|| JournalError::MissingLog {
+            path: segment_path(&dir, start),
+        })?;
+        let (segment, log_path) = segments.swap_remove(live);
 
-        let mut file = match OpenOptions::new().read(true).write(true).open(&log_path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if checkpoint.is_some() {
-                    return Err(JournalError::MissingLog { path: log_path });
-                }
-                create_log(&dir, &log_path, options)?
-            }
-            Err(e) => return Err(io_error(IoAction::Open, &log_path, e)),
-        };
-        let corrupt = |(offset, reason)| JournalError::Corrupt {
-            path: log_path.clone(),
-            offset,
-            reason,
-        };
-        let read = |e| io_error(IoAction::Read, &log_path, e);
-        let tail_from = checkpoint
-            .as_ref()
-            .filter(|c| !options.read_all && c.log_len > to_u64(LOG_HEADER_LEN));
-        let (scan, file_len) = match tail_from {
-            None => {
-                let mut bytes = Vec::new();
-                file.read_to_end(&mut bytes).map_err(read)?;
-                let scan = scan_log(&bytes).map_err(corrupt)?;
-                if let Some(checkpoint) = &checkpoint {
-                    check_against_checkpoint(&scan, checkpoint.log_len).map_err(corrupt)?;
-                }
-                (scan, to_u64(bytes.len()))
-            }
-            Some(checkpoint) => {
-                // Only what follows the checkpoint: open time follows the
-                // changes since it, not the length of the audit log.
-                let file_len = file.metadata().map_err(read)?.len();
-                let mut header = [0; LOG_HEADER_LEN];
-                let got = (&file)
-                    .take(to_u64(LOG_HEADER_LEN))
-                    .read(&mut header)
-                    .map_err(read)?;
-                let header = header.get(..got).unwrap_or_default();
-                check_magic(header, LOG_MAGIC)
-                    .and_then(|()| {
-                        header
-                            .get(..LOG_HEADER_LEN)
-                            .map(|_| ())
-                            .ok_or((0, Corruption::TruncatedHeader { len: to_u64(got) }))
-                    })
-                    .map_err(corrupt)?;
-                if checkpoint.log_len > file_len {
-                    return Err(corrupt((
-                        file_len,
-                        Corruption::BehindCheckpoint {
-                            checkpoint_log_len: checkpoint.log_len,
-                        },
-                    )));
-                }
-                file.seek(SeekFrom::Start(checkpoint.log_len))
-                    .map_err(read)?;
-                let mut tail = Vec::new();
-                file.read_to_end(&mut tail).map_err(read)?;
-                let scan = scan_records(&tail, 0, checkpoint.log_len, Some(checkpoint.revision))
-                    .map_err(corrupt)?;
-                (scan, file_len)
-            }
-        };
-
-        let len = scan.valid_end;
         let truncated_tail = if len < file_len {
             file.set_len(len)
                 .map_err(|e| io_error(IoAction::Truncate, &log_path, e))?;
@@ -456,13 +494,18 @@ impl Journal {
         } else {
             None
         };
+        let last_record = records
+            .last()
+            .map(|(revision, _)| *revision)
+            .or_else(|| (segment > 0).then_some(segment));
 
         let journal = Self {
             dir,
             log_path,
+            segment,
             file,
             len,
-            last_record: scan.records.last().map(|(revision, _)| *revision),
+            last_record,
             checkpoint: checkpoint.as_ref().map(|c| c.revision),
             options,
             poisoned: false,
@@ -472,7 +515,7 @@ impl Journal {
         };
         let recovery = Recovery {
             checkpoint: checkpoint.map(|c| (c.revision, c.state)),
-            records: scan.records,
+            records,
             truncated_tail,
         };
         Ok((journal, recovery))
@@ -534,7 +577,7 @@ impl Journal {
     /// crash at any point leaves either the old or the new checkpoint.
     ///
     /// The state is written to `checkpoint.tmp`, synced, renamed over
-    /// `checkpoint`, and the directory synced. The log is not touched. A
+    /// `checkpoint`, and the directory synced. A new log segment is started first, as [`ticket`](Self::ticket) does. A
     /// checkpoint newer than the last record raises the floor for
     /// [`append`](Self::append): the next record must exceed it, or replay
     /// would skip it.
@@ -563,26 +606,91 @@ impl Journal {
     }
 
     /// What it takes to write a checkpoint of the state at `revision` later,
-    /// without the journal: the log length now (so `revision` must be the
+    /// without the journal: the log position now (so `revision` must be the
     /// revision of the last record, or of the current checkpoint), the
     /// directory, and a share of the directory lock, so that no other
     /// journal opens the directory until the checkpoint is written.
+    ///
+    /// When the live segment holds records and `revision` is the last one,
+    /// this first starts a new segment for the records after `revision`
+    /// (created whole and synced, like the first log), so the checkpoint
+    /// points at the start of an empty segment and recovery after it reads
+    /// only that segment. If the checkpoint is then never written (a crash,
+    /// a failed write), recovery starts from the previous checkpoint and
+    /// reads on through the newer segments: nothing is lost.
     ///
     /// The caller orders tickets: writing an older ticket after a newer one
     /// puts an older (still consistent) checkpoint back in place.
     ///
     /// # Errors
     ///
-    /// [`JournalError::Poisoned`] after an earlier append failure.
-    pub fn ticket(&self, revision: u64) -> Result<CheckpointTicket, JournalError> {
+    /// [`JournalError::Poisoned`] after an earlier append failure;
+    /// [`JournalError::Io`] when the new segment cannot be created (the
+    /// journal goes on in the current one).
+    pub fn ticket(&mut self, revision: u64) -> Result<CheckpointTicket, JournalError> {
         self.check_usable()?;
+        if self.last_record == Some(revision)
+            && self.segment < revision
+            && self.len > to_u64(LOG_HEADER_LEN)
+        {
+            self.rotate(revision)?;
+        }
         Ok(CheckpointTicket {
             dir: self.dir.clone(),
             revision,
+            segment: self.segment,
             log_len: self.len,
             options: self.options,
             _lock: Arc::clone(&self.lock),
         })
+    }
+
+    /// Starts the segment for the records after `base`, sealing the current
+    /// one (every record in it is already synced).
+    fn rotate(&mut self, base: u64) -> Result<(), JournalError> {
+        let path = segment_path(&self.dir, base);
+        let created = create_log(&self.dir, &path, self.options);
+        #[cfg(test)]
+        let created = if self.fault == Some(Fault::RotateFails) {
+            // As if the directory sync failed after the rename.
+            self.fault = None;
+            created.and(Err(io_error(
+                IoAction::Sync,
+                &self.dir,
+                io::Error::other("injected rotation failure"),
+            )))
+        } else {
+            created
+        };
+        match created {
+            Ok(file) => {
+                self.file = file;
+                self.log_path = path;
+                self.segment = base;
+                self.len = to_u64(LOG_HEADER_LEN);
+                Ok(())
+            }
+            Err(e) => {
+                // Appends go on in the current segment, so a newer one must
+                // not survive to be taken for the live segment.
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(r) if r.kind() == io::ErrorKind::NotFound => {}
+                    Err(_) => self.poisoned = true,
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the log ends now: the live segment and its length, for
+    /// [`read_history`].
+    #[must_use]
+    pub fn end(&self) -> LogEnd {
+        LogEnd {
+            segment: self.segment,
+            len: self.len,
+        }
     }
 
     /// The highest revision the journal knows, from the last record or the
@@ -599,7 +707,7 @@ impl Journal {
         self.checkpoint
     }
 
-    /// The log file, for [`read_records`].
+    /// The live log segment's file.
     #[must_use]
     pub fn log_path(&self) -> &Path {
         &self.log_path
@@ -611,7 +719,8 @@ impl Journal {
         &self.dir
     }
 
-    /// The size of `journal.log` in bytes, header included.
+    /// The size of the live log segment in bytes, header included: it holds
+    /// only the records since the last checkpoint's ticket.
     #[must_use]
     pub fn log_size(&self) -> u64 {
         self.len
@@ -661,6 +770,73 @@ impl Journal {
         }
         self.file.sync_data()
     }
+}
+
+/// A position in the journal: the live segment (by base revision) and its
+/// length then. Everything before it is whole and synced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogEnd {
+    /// The base revision of the segment.
+    pub segment: u64,
+    /// The length of that segment, in bytes.
+    pub len: u64,
+}
+
+/// Reads the records of the journal in `dir` up to `end`, with revisions
+/// above `after` (and maybe some at or below it: the caller filters), in
+/// order, handing each to `visit` until it breaks. Segments whose records
+/// are all at or below `after` are skipped unread, so a page of recent
+/// history does not read the old segments; memory holds one record at a
+/// time. Segments deleted by [`JournalOptions::retain_segments`] are
+/// skipped: history starts at the oldest kept one.
+///
+/// # Errors
+///
+/// As [`read_records`].
+pub fn read_history(
+    dir: &Path,
+    end: LogEnd,
+    after: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>,
+) -> Result<(), JournalError> {
+    let segments: Vec<_> = list_segments(dir)?
+        .into_iter()
+        .filter(|(base, _)| *base <= end.segment)
+        .collect();
+    let mut stopped = false;
+    let mut next_bases = segments.iter().map(|(base, _)| *base).skip(1);
+    for (base, path) in &segments {
+        let next = next_bases.next();
+        // A segment holds the revisions from its base up to the next base.
+        if next.is_some_and(|next| next <= after) {
+            continue;
+        }
+        let len = if *base == end.segment {
+            end.len
+        } else {
+            match fs::metadata(path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(IoAction::Read, path, e)),
+            }
+        };
+        let result = read_records(path, len, |revision, payload| {
+            let flow = visit(revision, payload);
+            stopped = flow.is_break();
+            flow
+        });
+        match result {
+            // Deleted by retention since it was listed (even the segment of
+            // `end`, when a checkpoint sealed it and `retain_segments` is 0).
+            Err(JournalError::Io { ref source, .. })
+                if source.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+        if stopped {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the whole, synced records of the log at `path` in its first `end`
@@ -727,6 +903,7 @@ pub fn read_records(
 pub struct CheckpointTicket {
     dir: PathBuf,
     revision: u64,
+    segment: u64,
     log_len: u64,
     options: JournalOptions,
     _lock: Arc<File>,
@@ -750,13 +927,28 @@ impl CheckpointTicket {
     /// final directory sync fails, the new checkpoint is in place but may
     /// not survive a power loss; the old one is then still valid.
     pub fn write(self, state: &[u8]) -> Result<(), JournalError> {
-        let bytes = encode_checkpoint(self.revision, self.log_len, state);
+        let bytes = encode_checkpoint(self.revision, self.segment, self.log_len, state);
         let tmp = self.dir.join(CHECKPOINT_TMP);
         write_new_file(&tmp, &bytes, self.options)?;
         let path = self.dir.join(CHECKPOINT_FILE);
         fs::rename(&tmp, &path).map_err(|e| io_error(IoAction::Rename, &tmp, e))?;
         if self.options.sync {
             sync_dir(&self.dir)?;
+        }
+        if let Some(keep) = self.options.retain_segments {
+            // Only now is the checkpoint durable, so only now are the
+            // segments before its own unneeded for recovery. A failed
+            // removal is retried at the next checkpoint.
+            if let Ok(segments) = list_segments(&self.dir) {
+                let older: Vec<_> = segments
+                    .into_iter()
+                    .filter(|(base, _)| *base < self.segment)
+                    .collect();
+                let drop = older.len().saturating_sub(keep);
+                for (_, path) in older.into_iter().take(drop) {
+                    let _ = fs::remove_file(path);
+                }
+            }
         }
         Ok(())
     }
@@ -770,11 +962,15 @@ enum Fault {
     ShortWrite,
     /// Write the record, then fail the sync.
     SyncFails,
+    /// Create the next segment, then fail as if syncing the directory did.
+    RotateFails,
 }
 
 /// The checkpoint file, decoded.
 struct CheckpointFile {
     revision: u64,
+    /// The base revision of the segment `log_len` is in.
+    segment: u64,
     log_len: u64,
     state: Vec<u8>,
 }
@@ -813,7 +1009,7 @@ struct RecordHeader {
 
 type Damage = (u64, Corruption);
 
-fn scan_log(bytes: &[u8]) -> Result<Scan, Damage> {
+fn scan_log(bytes: &[u8], floor: Option<u64>) -> Result<Scan, Damage> {
     let header = bytes.get(..LOG_HEADER_LEN).ok_or((
         0,
         Corruption::TruncatedHeader {
@@ -821,7 +1017,7 @@ fn scan_log(bytes: &[u8]) -> Result<Scan, Damage> {
         },
     ))?;
     check_magic(header, LOG_MAGIC)?;
-    scan_records(bytes, LOG_HEADER_LEN, 0, None)
+    scan_records(bytes, LOG_HEADER_LEN, 0, floor)
 }
 
 /// Scans the records of `bytes` from `at` (a record boundary), where
@@ -983,13 +1179,14 @@ fn check_against_checkpoint(scan: &Scan, checkpoint_log_len: u64) -> Result<(), 
     }
 }
 
-fn encode_checkpoint(revision: u64, log_len: u64, state: &[u8]) -> Vec<u8> {
+fn encode_checkpoint(revision: u64, segment: u64, log_len: u64, state: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_LEN + state.len());
     bytes.extend_from_slice(&CHECKPOINT_MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&revision.to_le_bytes());
     bytes.extend_from_slice(&log_len.to_le_bytes());
     bytes.extend_from_slice(&to_u64(state.len()).to_le_bytes());
+    bytes.extend_from_slice(&segment.to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
     crc.update(&bytes);
     crc.update(state);
@@ -1005,26 +1202,40 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointFile, Damage> {
             len: to_u64(bytes.len()),
         },
     );
-    let header = bytes
-        .get(..CHECKPOINT_HEADER_LEN)
-        .ok_or(truncated.clone())?;
-    check_magic(header, CHECKPOINT_MAGIC)?;
+    if bytes.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) {
+        return Err((0, Corruption::BadMagic));
+    }
+    // Version 1 predates segments: its log is `journal.log` (segment 0).
+    let header_len = match le_u32(bytes, 8) {
+        Some(1) => CHECKPOINT_V1_HEADER_LEN,
+        Some(CHECKPOINT_VERSION) => CHECKPOINT_HEADER_LEN,
+        Some(version) => return Err((8, Corruption::UnsupportedVersion { version })),
+        None => return Err(truncated),
+    };
+    let header = bytes.get(..header_len).ok_or(truncated.clone())?;
     let field = |at| le_u64(header, at).ok_or(truncated.clone());
     let (revision, log_len, declared) = (field(12)?, field(20)?, field(28)?);
-    let stored_crc = le_u32(header, 36).ok_or(truncated.clone())?;
-    let state = bytes.get(CHECKPOINT_HEADER_LEN..).unwrap_or_default();
+    let segment = if header_len == CHECKPOINT_HEADER_LEN {
+        field(36)?
+    } else {
+        0
+    };
+    let crc_at = header_len - 4;
+    let stored_crc = le_u32(header, crc_at).ok_or(truncated.clone())?;
+    let state = bytes.get(header_len..).unwrap_or_default();
     let actual = to_u64(state.len());
     if declared != actual {
         return Err((28, Corruption::CheckpointLength { declared, actual }));
     }
     let mut crc = crc32fast::Hasher::new();
-    crc.update(header.get(..36).unwrap_or_default());
+    crc.update(header.get(..crc_at).unwrap_or_default());
     crc.update(state);
     if crc.finalize() != stored_crc {
-        return Err((36, Corruption::CheckpointChecksum));
+        return Err((to_u64(crc_at), Corruption::CheckpointChecksum));
     }
     Ok(CheckpointFile {
         revision,
+        segment,
         log_len,
         state: state.to_vec(),
     })
@@ -1043,6 +1254,117 @@ fn read_checkpoint(path: &Path) -> Result<Option<CheckpointFile>, JournalError> 
             offset,
             reason,
         })
+}
+
+/// The file of the log segment holding the records after revision `base`:
+/// `journal.log` for the first (so a journal that never rotated reads as
+/// before), `journal-<base, 20 digits>.log` for later ones.
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    if base == 0 {
+        dir.join(LOG_FILE)
+    } else {
+        dir.join(format!("journal-{base:020}.log"))
+    }
+}
+
+/// The base revision of a segment file name, if it is one.
+fn segment_base(name: &str) -> Option<u64> {
+    if name == LOG_FILE {
+        return Some(0);
+    }
+    let digits = name.strip_prefix("journal-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|base| *base > 0)
+}
+
+/// The log segments in `dir`, by base revision.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let entries = fs::read_dir(dir).map_err(|e| io_error(IoAction::Read, dir, e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(IoAction::Read, dir, e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(segment_base) {
+            segments.push((base, entry.path()));
+        }
+    }
+    segments.sort_unstable_by_key(|(base, _)| *base);
+    Ok(segments)
+}
+
+/// Opens and scans one segment: from the checkpoint's position when
+/// `at_checkpoint` is its segment and the options skip older records, else
+/// whole (checked against the checkpoint when it is its segment). Every
+/// record must exceed `floor`. Returns the file, the scan and the file
+/// length.
+fn scan_segment(
+    path: &Path,
+    at_checkpoint: Option<&CheckpointFile>,
+    floor: Option<u64>,
+    options: JournalOptions,
+) -> Result<(File, Scan, u64), JournalError> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(JournalError::MissingLog {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io_error(IoAction::Open, path, e)),
+    };
+    let corrupt = |(offset, reason)| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let read = |e| io_error(IoAction::Read, path, e);
+    let tail_from =
+        at_checkpoint.filter(|c| !options.read_all && c.log_len > to_u64(LOG_HEADER_LEN));
+    match tail_from {
+        None => {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(read)?;
+            let scan = scan_log(&bytes, floor).map_err(corrupt)?;
+            if let Some(checkpoint) = at_checkpoint {
+                check_against_checkpoint(&scan, checkpoint.log_len).map_err(corrupt)?;
+            }
+            Ok((file, scan, to_u64(bytes.len())))
+        }
+        Some(checkpoint) => {
+            // Only what follows the checkpoint: open time follows the
+            // changes since it, not the length of the audit log.
+            let file_len = file.metadata().map_err(read)?.len();
+            let mut header = [0; LOG_HEADER_LEN];
+            let got = (&file)
+                .take(to_u64(LOG_HEADER_LEN))
+                .read(&mut header)
+                .map_err(read)?;
+            let header = header.get(..got).unwrap_or_default();
+            check_magic(header, LOG_MAGIC)
+                .and_then(|()| {
+                    header
+                        .get(..LOG_HEADER_LEN)
+                        .map(|_| ())
+                        .ok_or((0, Corruption::TruncatedHeader { len: to_u64(got) }))
+                })
+                .map_err(corrupt)?;
+            if checkpoint.log_len > file_len {
+                return Err(corrupt((
+                    file_len,
+                    Corruption::BehindCheckpoint {
+                        checkpoint_log_len: checkpoint.log_len,
+                    },
+                )));
+            }
+            file.seek(SeekFrom::Start(checkpoint.log_len))
+                .map_err(read)?;
+            let mut tail = Vec::new();
+            file.read_to_end(&mut tail).map_err(read)?;
+            let scan = scan_records(&tail, 0, checkpoint.log_len, floor).map_err(corrupt)?;
+            Ok((file, scan, file_len))
+        }
+    }
 }
 
 /// Creates `dir` if it is missing, syncing its parent so the new entry
@@ -1158,10 +1480,22 @@ mod tests {
         (tmp, journal)
     }
 
-    /// Five records, `10..=50`, with a checkpoint after the third.
+    /// Five records, `10..=50`, in one log, with a checkpoint after the
+    /// third: the layout of a journal from before segments, which must
+    /// still open.
     fn five_with_checkpoint() -> (TempDir, Journal) {
         let (tmp, mut journal) = fixture([10, 20, 30]);
-        journal.checkpoint(30, b"state at 30").unwrap();
+        CheckpointTicket {
+            dir: journal.dir.clone(),
+            revision: 30,
+            segment: journal.segment,
+            log_len: journal.len,
+            options: journal.options,
+            _lock: Arc::clone(&journal.lock),
+        }
+        .write(b"state at 30")
+        .unwrap();
+        journal.checkpoint = Some(30);
         journal.append(40, &payload(40)).unwrap();
         journal.append(50, &payload(50)).unwrap();
         (tmp, journal)
@@ -1649,7 +1983,7 @@ mod tests {
         let odd = to_u64(spans[1].start + 1);
         fs::write(
             tmp.path().join(CHECKPOINT_FILE),
-            encode_checkpoint(30, odd, b"state"),
+            encode_checkpoint(30, 0, odd, b"state"),
         )
         .unwrap();
         let (_, offset, reason) = corrupt_at(Journal::open(tmp.path()).unwrap_err());
@@ -1674,6 +2008,270 @@ mod tests {
         drop(journal);
         let (_, recovery) = Journal::open(tmp.path()).unwrap();
         assert_eq!(recovery.checkpoint, Some((0, b"initial".to_vec())));
+    }
+
+    /// Every record `read_history` hands over from `dir` up to `end` with a
+    /// revision above `after`.
+    fn history(dir: &Path, end: LogEnd, after: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut seen = Vec::new();
+        read_history(dir, end, after, |revision, bytes| {
+            seen.push((revision, bytes.to_vec()));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        seen
+    }
+
+    const HEADER: u64 = LOG_HEADER_LEN as u64;
+
+    #[test]
+    fn each_checkpoint_starts_a_segment_and_recovery_reads_only_the_live_one() {
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let (tmp, mut journal) = fixture([]);
+        let mut next = 1..;
+        let mut all = Vec::new();
+        for round in 0..5u64 {
+            for _ in 0..3 + round {
+                let r = next.next().unwrap();
+                journal.append(r, &payload(r)).unwrap();
+                all.push(r);
+            }
+            let at = *all.last().unwrap();
+            journal
+                .checkpoint(at, format!("state at {at}").as_bytes())
+                .unwrap();
+            // The live segment holds nothing the checkpoint already covers.
+            assert_eq!(journal.log_size(), HEADER);
+            assert_eq!(journal.log_path(), segment_path(tmp.path(), at));
+        }
+        let since: Vec<u64> = (0..2).map(|_| next.next().unwrap()).collect();
+        for &r in &since {
+            journal.append(r, &payload(r)).unwrap();
+            all.push(r);
+        }
+        let live = journal.log_path().to_path_buf();
+        let end = journal.end();
+        drop(journal);
+        // The live log is bounded by the changes since the checkpoint.
+        let bytes = fs::read(&live).unwrap();
+        assert_eq!(record_spans(&bytes).len(), 2);
+        assert_eq!(list_segments(tmp.path()).unwrap().len(), 6);
+
+        let (journal, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        let checkpoint = since[0] - 1;
+        assert_eq!(
+            recovery.checkpoint,
+            Some((checkpoint, format!("state at {checkpoint}").into_bytes()))
+        );
+        assert_eq!(recovery.records, expected(since.clone()));
+        assert_eq!(journal.end(), end);
+        assert_eq!(journal.last_revision(), Some(*all.last().unwrap()));
+        drop(journal);
+        // The old segments are the audit history: a full read and
+        // `read_history` see every record, in order, across segments.
+        let (_, recovery) = Journal::open(tmp.path()).unwrap();
+        assert_eq!(recovery.records, expected(all.clone()));
+        assert_eq!(history(tmp.path(), end, 0), expected(all.clone()));
+        for after in 0..=*all.last().unwrap() {
+            let want: Vec<u64> = all.iter().copied().filter(|r| *r > after).collect();
+            let got = history(tmp.path(), end, after);
+            let got: Vec<u64> = got
+                .into_iter()
+                .map(|(r, _)| r)
+                .filter(|r| *r > after)
+                .collect();
+            assert_eq!(got, want, "after {after}");
+        }
+        // A page of recent history does not read the old segments.
+        for (base, path) in list_segments(tmp.path()).unwrap() {
+            if base < checkpoint && base > 0 {
+                fs::write(&path, b"not a log").unwrap();
+            }
+        }
+        let recent = history(tmp.path(), end, checkpoint);
+        assert_eq!(recent, expected(since));
+        // Nor does recovery: the damaged old segments go unread.
+        let (_, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.records.len(), 2);
+    }
+
+    #[test]
+    fn a_crash_at_every_step_of_a_rotation_recovers() {
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let start = || {
+            let (tmp, mut journal) = fixture([1, 2, 3]);
+            journal.checkpoint(3, b"state at 3").unwrap();
+            journal.append(4, &payload(4)).unwrap();
+            journal.append(5, &payload(5)).unwrap();
+            (tmp, journal)
+        };
+        let reopen_sees = |dir: &Path, checkpoint: u64, replay: Vec<u64>, all: Vec<u64>| {
+            let (mut journal, recovery) = Journal::open_with(dir, tail_only).unwrap();
+            assert_eq!(recovery.checkpoint.map(|(r, _)| r), Some(checkpoint));
+            assert_eq!(recovery.records, expected(replay));
+            let next = all.last().unwrap() + 1;
+            journal.append(next, &payload(next)).unwrap();
+            drop(journal);
+            let (_, full) = Journal::open(dir).unwrap();
+            let mut all = all;
+            all.push(next);
+            assert_eq!(full.records, expected(all));
+        };
+
+        // 1. Crash while creating the new segment: a stale tmp file.
+        let (tmp, journal) = start();
+        drop(journal);
+        fs::write(tmp.path().join(LOG_TMP), b"RGRAPHJL\x01\0").unwrap();
+        reopen_sees(tmp.path(), 3, vec![4, 5], vec![1, 2, 3, 4, 5]);
+
+        // 2. The segment is created, the checkpoint never written; records
+        // go on into the new segment. Recovery starts from the old
+        // checkpoint and reads on through both segments.
+        let (tmp, mut journal) = start();
+        let ticket = journal.ticket(5).unwrap();
+        assert_eq!(journal.log_size(), HEADER);
+        drop(ticket);
+        journal.append(6, &payload(6)).unwrap();
+        drop(journal);
+        reopen_sees(tmp.path(), 3, vec![4, 5, 6], vec![1, 2, 3, 4, 5, 6]);
+
+        // ... and with nothing appended to it yet.
+        let (tmp, mut journal) = start();
+        drop(journal.ticket(5).unwrap());
+        drop(journal);
+        reopen_sees(tmp.path(), 3, vec![4, 5], vec![1, 2, 3, 4, 5]);
+
+        // ... and torn while the first record of the new segment was written.
+        let (tmp, mut journal) = start();
+        drop(journal.ticket(5).unwrap());
+        journal.append(6, &payload(6)).unwrap();
+        let live = journal.log_path().to_path_buf();
+        drop(journal);
+        let bytes = fs::read(&live).unwrap();
+        fs::write(&live, &bytes[..bytes.len() - 2]).unwrap();
+        reopen_sees(tmp.path(), 3, vec![4, 5], vec![1, 2, 3, 4, 5]);
+
+        // 3. The checkpoint is written: only the new segment is read.
+        let (tmp, mut journal) = start();
+        journal.checkpoint(5, b"state at 5").unwrap();
+        journal.append(6, &payload(6)).unwrap();
+        drop(journal);
+        reopen_sees(tmp.path(), 5, vec![6], vec![1, 2, 3, 4, 5, 6]);
+
+        // 4. Creating the segment fails: the journal goes on in the old one,
+        // and no empty newer segment is left to be taken for the live one.
+        let (tmp, mut journal) = start();
+        journal.fault = Some(Fault::RotateFails);
+        assert!(matches!(journal.ticket(5), Err(JournalError::Io { .. })));
+        assert_eq!(list_segments(tmp.path()).unwrap().len(), 2);
+        journal.append(6, &payload(6)).unwrap();
+        journal.checkpoint(6, b"state at 6").unwrap();
+        journal.append(7, &payload(7)).unwrap();
+        drop(journal);
+        reopen_sees(tmp.path(), 6, vec![7], vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn damage_to_a_sealed_segment_is_corrupt_not_torn() {
+        let (tmp, mut journal) = fixture([1, 2, 3]);
+        journal.checkpoint(3, b"state at 3").unwrap();
+        journal.append(4, &payload(4)).unwrap();
+        drop(journal.ticket(4).unwrap());
+        journal.append(5, &payload(5)).unwrap();
+        drop(journal);
+        let sealed = segment_path(tmp.path(), 3);
+        let whole = fs::read(&sealed).unwrap();
+        fs::write(&sealed, &whole[..whole.len() - 2]).unwrap();
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let (path, offset, reason) =
+            corrupt_at(Journal::open_with(tmp.path(), tail_only).unwrap_err());
+        assert_eq!(path, sealed);
+        assert_eq!(reason, Corruption::SealedSegmentTail);
+        assert_eq!(offset, HEADER);
+        assert_eq!(fs::read(&sealed).unwrap(), &whole[..whole.len() - 2]);
+
+        // The checkpoint's own segment missing is a missing log.
+        fs::remove_file(&sealed).unwrap();
+        let err = Journal::open_with(tmp.path(), tail_only).unwrap_err();
+        assert!(matches!(err, JournalError::MissingLog { path } if path == sealed));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_old_segments() {
+        let tmp = TempDir::new().unwrap();
+        let options = JournalOptions::new().with_retain_segments(Some(1));
+        let (mut journal, _) = Journal::open_with(tmp.path(), options).unwrap();
+        for r in 1..=12 {
+            journal.append(r, &payload(r)).unwrap();
+            if r % 3 == 0 {
+                journal.checkpoint(r, b"state").unwrap();
+            }
+        }
+        let bases: Vec<u64> = list_segments(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|(base, _)| base)
+            .collect();
+        // The checkpoint's segment (12) and one before it (9).
+        assert_eq!(bases, [9, 12]);
+        let end = journal.end();
+        assert_eq!(history(tmp.path(), end, 0), expected(10..=12));
+        drop(journal);
+        let (mut journal, recovery) = Journal::open_with(tmp.path(), options).unwrap();
+        assert_eq!(recovery.checkpoint.map(|(r, _)| r), Some(12));
+
+        // Keeping none deletes even the segment a reader's `end` is in: its
+        // history is gone, not an error.
+        journal.options = journal.options.with_retain_segments(Some(0));
+        journal.append(13, &payload(13)).unwrap();
+        let sealed = journal.end();
+        assert_eq!(history(tmp.path(), sealed, 0), expected(10..=13));
+        journal.checkpoint(13, b"state").unwrap();
+        let bases: Vec<u64> = list_segments(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|(base, _)| base)
+            .collect();
+        assert_eq!(bases, [13]);
+        assert_eq!(history(tmp.path(), sealed, 0), []);
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_still_opens() {
+        // A directory written before segments: one log, a 40-byte header.
+        let (tmp, journal) = fixture([1, 2, 3]);
+        let log_len = journal.log_size();
+        drop(journal);
+        let state = b"state at 2";
+        let second_end = {
+            let bytes = fs::read(log(tmp.path())).unwrap();
+            to_u64(record_spans(&bytes)[1].end)
+        };
+        assert!(second_end < log_len);
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&CHECKPOINT_MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&2u64.to_le_bytes());
+        bytes.extend_from_slice(&second_end.to_le_bytes());
+        bytes.extend_from_slice(&to_u64(state.len()).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes);
+        crc.update(state);
+        bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+        bytes.extend_from_slice(state);
+        fs::write(tmp.path().join(CHECKPOINT_FILE), &bytes).unwrap();
+
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let (mut journal, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.checkpoint, Some((2, state.to_vec())));
+        assert_eq!(recovery.records, expected([3]));
+        // The next checkpoint moves it to the current format and a segment.
+        journal.checkpoint(3, b"state at 3").unwrap();
+        journal.append(4, &payload(4)).unwrap();
+        drop(journal);
+        let (_, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+        assert_eq!(recovery.checkpoint, Some((3, b"state at 3".to_vec())));
+        assert_eq!(recovery.records, expected([4]));
     }
 
     #[test]

@@ -167,8 +167,30 @@ fn checkpoint_revision(dir: &Path) -> u64 {
     u64::from_le_bytes(bytes[12..20].try_into().unwrap())
 }
 
+/// The live log segment: the one with the highest base revision
+/// (`journal-<base>.log`), or `journal.log` before the first checkpoint.
 fn log_path(tmp: &TempDir) -> PathBuf {
-    tmp.path().join(LOG)
+    segments(tmp.path())
+        .pop()
+        .map_or_else(|| tmp.path().join(LOG), |(_, path)| path)
+}
+
+/// Every log segment in `dir` with its base revision, oldest first.
+fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            if name == LOG {
+                return Some((0, path));
+            }
+            let base = name.strip_prefix("journal-")?.strip_suffix(".log")?;
+            Some((base.parse().ok()?, path))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Five accepted changes, one revision each: membership `u1` … `u5` in
@@ -600,8 +622,11 @@ fn recovery_reports_what_it_dropped_and_a_required_revision_is_enforced() {
     fs::write(log_path(&tmp), &log[..log.len() - 3]).unwrap();
     let backup = tmp.path().join("backup");
     fs::create_dir(&backup).unwrap();
-    for file in [LOG, CHECKPOINT] {
-        fs::copy(tmp.path().join(file), backup.join(file)).unwrap();
+    for entry in fs::read_dir(tmp.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, backup.join(path.file_name().unwrap())).unwrap();
+        }
     }
     let (engine, torn) = Engine::recover(tmp.path(), &policy(), options(3)).unwrap();
     expected.revision = 4;
@@ -1320,4 +1345,208 @@ fn engine_types_cross_threads() {
     send_sync::<rolegraph::Stats>();
     // A subscription moves to the thread that consumes it.
     send::<rolegraph::Subscription>();
+}
+
+/// The `k`-th change of the rotation tests: one of six users of `org_1`
+/// gets a role different from the one it had; every tenth change instead
+/// grants or revokes `hr`'s `docs:read`.
+fn rotation_change(k: u64) -> Change {
+    if k % 10 == 9 {
+        return if k % 20 == 9 {
+            grant("hr", "docs:read")
+        } else {
+            Change::RevokePermission {
+                organization: None,
+                role: "hr".into(),
+                permission: "docs:read".into(),
+            }
+        };
+    }
+    let roles = ["viewer", "editor", "admin"];
+    set_member(
+        "org_1",
+        &format!("u{}", k % 6),
+        &[roles[((k / 6) % 3) as usize]],
+    )
+}
+
+const ROTATION_USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
+
+/// The engine that applied `rotation_change(0..n)` in memory: the oracle.
+fn rotation_oracle(n: u64) -> Engine {
+    let engine = Engine::new(&policy()).unwrap();
+    for k in 0..n {
+        engine
+            .apply(rotation_change(k), ChangeMeta::default())
+            .unwrap();
+    }
+    engine
+}
+
+/// Every role assignment of the rotation users, read one page of `limit`
+/// at a time.
+fn paged_role_history(engine: &Engine, user: &str, limit: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = engine
+            .user_role_history_page("org_1", user, after, limit)
+            .unwrap();
+        let Some(last) = page.last() else {
+            return out;
+        };
+        after = last.revision;
+        out.extend(page.iter().map(|a| a.revision));
+    }
+}
+
+#[test]
+fn checkpoints_rotate_the_log_and_history_spans_the_segments() {
+    let tmp = TempDir::new().unwrap();
+    let every = 7;
+    let n = 60;
+    let engine = Engine::open_with(tmp.path(), &policy(), options(every)).unwrap();
+    for k in 0..n {
+        engine
+            .apply(rotation_change(k), ChangeMeta::default())
+            .unwrap();
+        settle(&engine);
+        let applied = k + 1;
+        // The live log holds exactly the changes since the last checkpoint.
+        let live = fs::read(log_path(&tmp)).unwrap();
+        assert_eq!(
+            record_spans(&live).len() as u64,
+            applied % every,
+            "after {applied}"
+        );
+        assert_eq!(segments(tmp.path()).len() as u64, 1 + applied / every);
+    }
+    let oracle = rotation_oracle(n);
+    let want = answers(&oracle, &ROTATION_USERS);
+    assert_eq!(answers(&engine, &ROTATION_USERS), want);
+    let entries = engine.entries_since(0).unwrap();
+    let user_history: Vec<_> = ROTATION_USERS
+        .iter()
+        .map(|u| engine.user_role_history("org_1", u).unwrap())
+        .collect();
+    let role_history = engine.role_history(None, "hr").unwrap();
+    assert_eq!(role_history.len(), 6);
+    drop(engine);
+
+    // Reopen equals the in-memory replay, replaying only the live segment.
+    let (engine, recovery) = Engine::recover(tmp.path(), &policy(), options(every)).unwrap();
+    assert_eq!(recovery.checkpoint_revision, Some(n / every * every));
+    assert_eq!(recovery.records_replayed, n % every);
+    assert_eq!(answers(&engine, &ROTATION_USERS), want);
+    // The history, now read back from the sealed segments, is complete and
+    // in order, and the same as before.
+    let reread = engine.entries_since(0).unwrap();
+    assert_eq!(
+        reread.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    assert_eq!(reread, entries);
+    assert_eq!(engine.role_history(None, "hr").unwrap(), role_history);
+    for (user, history) in ROTATION_USERS.iter().zip(&user_history) {
+        assert_eq!(&engine.user_role_history("org_1", user).unwrap(), history);
+        let revisions: Vec<u64> = history.iter().map(|a| a.revision).collect();
+        assert!(revisions.len() >= 8, "{user}: {revisions:?}");
+        for limit in [1, 3, 100] {
+            assert_eq!(paged_role_history(&engine, user, limit), revisions);
+        }
+    }
+    // Pages of the role history too.
+    let page = engine.role_history_page(None, "hr", 30, 2).unwrap();
+    let want: Vec<_> = role_history
+        .iter()
+        .filter(|e| e.revision > 30)
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(page, want);
+    assert_eq!(page.len(), 2);
+}
+
+#[test]
+fn a_crash_between_rotating_and_writing_the_checkpoint_recovers() {
+    let tmp = TempDir::new().unwrap();
+    let engine = Engine::open_with(tmp.path(), &policy(), options(5)).unwrap();
+    for k in 0..5 {
+        engine
+            .apply(rotation_change(k), ChangeMeta::default())
+            .unwrap();
+    }
+    settle(&engine);
+    assert_eq!(checkpoint_revision(tmp.path()), 5);
+    let old_checkpoint = fs::read(tmp.path().join(CHECKPOINT)).unwrap();
+    for k in 5..13 {
+        engine
+            .apply(rotation_change(k), ChangeMeta::default())
+            .unwrap();
+    }
+    settle(&engine);
+    drop(engine);
+    assert_eq!(checkpoint_revision(tmp.path()), 10);
+    // The checkpoint of 10 never made it (its segment did), and a crash
+    // left a half-made next segment behind.
+    fs::write(tmp.path().join(CHECKPOINT), &old_checkpoint).unwrap();
+    fs::write(tmp.path().join("journal.log.tmp"), b"RGRAPH").unwrap();
+
+    let (engine, recovery) = Engine::recover(tmp.path(), &policy(), options(5)).unwrap();
+    assert_eq!(recovery.checkpoint_revision, Some(5));
+    assert_eq!(recovery.records_replayed, 8);
+    assert!(recovery.is_clean());
+    let oracle = rotation_oracle(13);
+    assert_eq!(
+        answers(&engine, &ROTATION_USERS),
+        answers(&oracle, &ROTATION_USERS)
+    );
+    assert_eq!(
+        engine
+            .entries_since(0)
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .collect::<Vec<_>>(),
+        (1..=13).collect::<Vec<_>>()
+    );
+    // It goes on: the next change lands after 13 and survives a reopen.
+    engine
+        .apply(rotation_change(13), ChangeMeta::default())
+        .unwrap();
+    drop(engine);
+    let engine = Engine::open_with(tmp.path(), &policy(), options(5)).unwrap();
+    assert_eq!(
+        answers(&engine, &ROTATION_USERS),
+        answers(&rotation_oracle(14), &ROTATION_USERS)
+    );
+}
+
+#[test]
+fn retention_deletes_old_segments_and_history_starts_at_the_oldest_kept() {
+    let tmp = TempDir::new().unwrap();
+    let opts = options(5).with_retain_segments(Some(1));
+    let engine = Engine::open_with(tmp.path(), &policy(), opts).unwrap();
+    for k in 0..30 {
+        engine
+            .apply(rotation_change(k), ChangeMeta::default())
+            .unwrap();
+        settle(&engine);
+    }
+    drop(engine);
+    // The checkpoint's segment (30, empty) and one before it (25).
+    let bases: Vec<u64> = segments(tmp.path()).into_iter().map(|(b, _)| b).collect();
+    assert_eq!(bases, [25, 30]);
+    let engine = Engine::open_with(tmp.path(), &policy(), opts).unwrap();
+    assert_eq!(
+        answers(&engine, &ROTATION_USERS),
+        answers(&rotation_oracle(30), &ROTATION_USERS)
+    );
+    let kept: Vec<u64> = engine
+        .entries_since(0)
+        .unwrap()
+        .iter()
+        .map(|e| e.revision)
+        .collect();
+    assert_eq!(kept, (26..=30).collect::<Vec<_>>());
 }

@@ -184,6 +184,10 @@ pub enum Corruption {
     },
     /// The checkpoint was taken at a log length that is not a record boundary.
     NotARecordBoundary,
+    /// A log segment older than the live one ends in a partial record. A
+    /// segment is sealed only once every append to it is synced, so a crash
+    /// cannot explain this.
+    SealedSegmentTail,
 }
 
 impl fmt::Display for Corruption {
@@ -215,6 +219,7 @@ impl fmt::Display for Corruption {
                 f,
                 "the log ends here but the checkpoint was taken at byte {checkpoint_log_len}"
             ),
+            Self::SealedSegmentTail => f.write_str("a sealed log segment ends in a partial record"),
             Self::NotARecordBoundary => {
                 f.write_str("the checkpoint was taken here, which is not a record boundary")
             }
