@@ -5,6 +5,10 @@
 //! Target (DESIGN.md): 100,000 roles × 1,000 permissions in ≤ 1 s. The
 //! timed region is the compile alone: each snapshot is dropped outside it.
 //!
+//! `build/policy_builder/100000` times [`rolegraph::PolicyBuilder`] building
+//! 100,000 roles (each granting one permission and extending an earlier role)
+//! and 100,000 permissions: linear, where the `Policy` setters are quadratic.
+//!
 //! ```text
 //! cargo bench --bench compile -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -53,9 +57,43 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
+/// `n` roles and `n` permissions through [`rolegraph::PolicyBuilder`], names
+/// made beforehand so that the timed region is the builder alone.
+fn bench_policy_builder(c: &mut Criterion) {
+    const N: usize = 100_000;
+    // Role `i` extends role `i / 2`; the root extends nothing.
+    let names: Vec<(String, String, Option<String>)> = (0..N)
+        .map(|i| {
+            let base = (i > 0).then(|| common::role_name(i / 2));
+            (common::permission_name(i), common::role_name(i), base)
+        })
+        .collect();
+    let mut group = c.benchmark_group("build/policy_builder");
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(2 * N as u64));
+    group.bench_function(BenchmarkId::from_parameter(N), |b| {
+        b.iter_batched(
+            || names.clone(),
+            |names| {
+                let mut builder = rolegraph::Policy::builder();
+                for (permission, role, base) in names {
+                    builder.permission(permission.clone());
+                    let role = builder.role(role).grant(permission);
+                    if let Some(base) = base {
+                        role.extends(base);
+                    }
+                }
+                builder.build()
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
 // `criterion_group!` makes an undocumented `pub fn`: inside a private module
 // it is not public API, so `missing_docs` leaves it alone.
 mod group {
-    criterion::criterion_group!(benches, super::bench_compile);
+    criterion::criterion_group!(benches, super::bench_compile, super::bench_policy_builder);
 }
 criterion_main!(group::benches);

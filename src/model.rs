@@ -6,7 +6,8 @@
 //!
 //! Policies are read from JSON ([`Policy::from_json`]), TOML (feature `toml`,
 //! [`Policy::from_toml`]), a file ([`Policy::from_path`]), or built in code
-//! with the `&mut self` setters:
+//! with the `&mut self` setters (or, for large policies, [`PolicyBuilder`],
+//! whose setters are O(1) where these are linear):
 //!
 //! ```
 //! use rolegraph::Policy;
@@ -23,6 +24,7 @@
 //! # Ok::<(), rolegraph::CompileError>(())
 //! ```
 
+mod builder;
 mod error;
 
 use std::fmt;
@@ -31,6 +33,7 @@ use std::path::Path;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use builder::{OrganizationBuilder, PolicyBuilder};
 pub use error::LoadError;
 
 /// A whole policy: permissions, environment roles, defaults and organizations.
@@ -201,6 +204,13 @@ impl Policy {
     }
 
     /// Declares a permission (once: declaring it again changes nothing).
+    ///
+    /// # Complexity
+    ///
+    /// Linear in the number of permissions: the existing entry is found by
+    /// scanning a `Vec`, so declaring *n* of them this way takes O(*n*²).
+    /// For large policies use [`PolicyBuilder`] ([`Policy::builder`]), whose
+    /// lookups are hashed.
     pub fn permission(&mut self, name: impl Into<String>) -> &mut Self {
         let name = name.into();
         if !self.permissions.iter().any(|p| p.name == name) {
@@ -213,12 +223,26 @@ impl Policy {
     }
 
     /// The environment role `name`, created empty if it does not exist yet.
+    ///
+    /// # Complexity
+    ///
+    /// Linear in the number of environment roles: the existing entry is found by
+    /// scanning a `Vec`, so declaring *n* of them this way takes O(*n*²).
+    /// For large policies use [`PolicyBuilder`] ([`Policy::builder`]), whose
+    /// lookups are hashed.
     pub fn role(&mut self, name: impl Into<String>) -> &mut Role {
         let name = name.into();
         entry(&mut self.roles, |r| r.name == name, || Role::named(&name))
     }
 
     /// The organization `id`, created empty if it does not exist yet.
+    ///
+    /// # Complexity
+    ///
+    /// Linear in the number of organizations: the existing entry is found by
+    /// scanning a `Vec`, so declaring *n* of them this way takes O(*n*²).
+    /// For large policies use [`PolicyBuilder`] ([`Policy::builder`]), whose
+    /// lookups are hashed.
     pub fn organization(&mut self, id: impl Into<String>) -> &mut Organization {
         let id = id.into();
         entry(
@@ -313,6 +337,13 @@ impl Role {
 
 impl Organization {
     /// The organization role `name`, created empty if it does not exist yet.
+    ///
+    /// # Complexity
+    ///
+    /// Linear in the number of the organization's roles: the existing entry is found by
+    /// scanning a `Vec`, so declaring *n* of them this way takes O(*n*²).
+    /// For large policies use [`PolicyBuilder`] ([`PolicyBuilder::organization`]), whose
+    /// lookups are hashed.
     pub fn role(&mut self, name: impl Into<String>) -> &mut Role {
         let name = name.into();
         entry(&mut self.roles, |r| r.name == name, || Role::named(&name))
@@ -332,19 +363,20 @@ impl Organization {
         S: Into<String>,
     {
         let group = group.into();
-        let roles = roles.into_iter().map(Into::into);
-        match self.group_roles.iter_mut().find(|g| g.group == group) {
-            Some(entry) => {
-                for role in roles {
-                    if !entry.roles.contains(&role) {
-                        entry.roles.push(role);
-                    }
-                }
+        // A new mapping is deduplicated too: `["r", "r"]` maps `r` once.
+        let entry = entry(
+            &mut self.group_roles,
+            |g| g.group == group,
+            || GroupRoles {
+                group: group.clone(),
+                roles: Vec::new(),
+            },
+        );
+        for role in roles {
+            let role = role.into();
+            if !entry.roles.contains(&role) {
+                entry.roles.push(role);
             }
-            None => self.group_roles.push(GroupRoles {
-                group,
-                roles: roles.collect(),
-            }),
         }
         self
     }
@@ -518,6 +550,8 @@ mod tests {
         assert_eq!(p.roles[0].permissions, ["x"]);
         assert_eq!(p.roles[0].extends, ["b"]);
         assert_eq!(p.organizations[0].group_roles[0].roles, ["r", "s"]);
+        p.organization("o").map_group("h", ["t", "t"]);
+        assert_eq!(p.organizations[0].group_roles[1].roles, ["t"]);
     }
 
     #[cfg(feature = "toml")]
