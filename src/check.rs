@@ -504,27 +504,38 @@ impl Node {
     }
 }
 
+/// `any of `a`, `b``: how a requirement (and an HTTP route's rule) names
+/// a list of permissions.
+pub(crate) fn fmt_list(f: &mut fmt::Formatter<'_>, what: &str, names: &[Box<str>]) -> fmt::Result {
+    write!(f, "{what} of ")?;
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "`{n}`")?;
+    }
+    Ok(())
+}
+
+/// `(a) or (b)`: how a requirement (and an HTTP route's rule) names a
+/// combination.
+pub(crate) fn fmt_joined<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    sep: &str,
+    parts: &[T],
+) -> fmt::Result {
+    for (i, n) in parts.iter().enumerate() {
+        if i > 0 {
+            f.write_str(sep)?;
+        }
+        write!(f, "({n})")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn list(f: &mut fmt::Formatter<'_>, what: &str, names: &[Box<str>]) -> fmt::Result {
-            write!(f, "{what} of ")?;
-            for (i, n) in names.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "`{n}`")?;
-            }
-            Ok(())
-        }
-        fn join(f: &mut fmt::Formatter<'_>, sep: &str, nodes: &[Node]) -> fmt::Result {
-            for (i, n) in nodes.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(sep)?;
-                }
-                write!(f, "({n})")?;
-            }
-            Ok(())
-        }
+        let (list, join) = (fmt_list, fmt_joined::<Node>);
         match self {
             Self::One { name, .. } => write!(f, "`{name}`"),
             Self::Any { names, .. } => list(f, "any", names),

@@ -213,25 +213,7 @@ impl Spec {
 
 impl fmt::Display for Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn list(f: &mut fmt::Formatter<'_>, what: &str, names: &[Box<str>]) -> fmt::Result {
-            write!(f, "{what} of ")?;
-            for (i, n) in names.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "`{n}`")?;
-            }
-            Ok(())
-        }
-        fn join(f: &mut fmt::Formatter<'_>, sep: &str, specs: &[Spec]) -> fmt::Result {
-            for (i, s) in specs.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(sep)?;
-                }
-                write!(f, "({s})")?;
-            }
-            Ok(())
-        }
+        use crate::check::{fmt_joined as join, fmt_list as list};
         match self {
             Self::Permission(n) => write!(f, "`{n}`"),
             Self::Any(ns) => list(f, "any", ns),
