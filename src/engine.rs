@@ -1337,12 +1337,25 @@ impl Engine {
     ///
     /// [`JournalError`] when the journal cannot be read back.
     pub fn entries_page(&self, after: u64, limit: usize) -> Result<Vec<Arc<Entry>>, JournalError> {
+        self.entries_where(after, limit, |_| true)
+    }
+
+    /// At most `limit` batches after revision `after` that `keep` selects,
+    /// in order: the one page collector behind the entry histories.
+    fn entries_where(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Result<Vec<Arc<Entry>>, JournalError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
         self.visit_history(after, |e| {
-            out.push(Arc::clone(e));
+            if keep(e) {
+                out.push(Arc::clone(e));
+            }
             if out.len() >= limit {
                 ControlFlow::Break(())
             } else {
@@ -1540,24 +1553,11 @@ impl Engine {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Arc<Entry>>, JournalError> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.visit_history(after, |e| {
-            if e.changes
+        self.entries_where(after, limit, |e| {
+            e.changes
                 .iter()
                 .any(|c| mentions_role(c, organization, name))
-            {
-                out.push(Arc::clone(e));
-            }
-            if out.len() >= limit {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
-        Ok(out)
+        })
     }
 
     /// Whether the delivery `id` was applied (and is still remembered: see
