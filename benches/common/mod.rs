@@ -158,3 +158,96 @@ impl Workload {
         self.depth.iter().copied().max().unwrap_or(0)
     }
 }
+
+/// Permissions of the multi-tenant workload ([`OrgRoles`]): a wide policy,
+/// so that a principal's bitset (79 words) does not fit a small inline buffer.
+pub const ORG_PERMISSIONS: usize = 5_000;
+
+/// Environment roles of the multi-tenant workload.
+pub const ORG_ENV_ROLES: usize = 20;
+
+/// Roles each organization defines in the multi-tenant workload.
+pub const ROLES_PER_ORG: usize = 10;
+
+/// The id of organization `i`: `org_000042`.
+pub fn org_id(i: usize) -> String {
+    format!("org_{i:06}")
+}
+
+/// The name of environment role `i` of the multi-tenant workload.
+pub fn env_role_name(i: usize) -> String {
+    format!("env-{i}")
+}
+
+/// The name of the `j`-th role of every organization.
+pub fn org_role_name(j: usize) -> String {
+    format!("org-role-{j}")
+}
+
+/// The multi-tenant workload of issue 10: `orgs` organizations, each with
+/// [`ROLES_PER_ORG`] roles that only extend one of [`ORG_ENV_ROLES`]
+/// environment roles, over [`ORG_PERMISSIONS`] permissions. Environment role
+/// `e` grants 50 permissions (a contiguous block) and extends role `e - 1`
+/// for every odd `e`. Organization role `j` of organization `o` extends
+/// environment role `(o + j) % ORG_ENV_ROLES`, so every org role's row equals
+/// one environment role's row: 100,000 organizations give 1,000,020 roles and
+/// only [`ORG_ENV_ROLES`] distinct rows.
+#[derive(Debug, Clone)]
+pub struct OrgRoles {
+    /// The policy, built in code.
+    pub policy: Policy,
+    /// Organizations in it.
+    pub orgs: usize,
+}
+
+impl OrgRoles {
+    /// The workload with `orgs` organizations (1,000,000 roles at 100,000).
+    pub fn new(orgs: usize) -> Self {
+        let permissions: Vec<Permission> = (0..ORG_PERMISSIONS)
+            .map(|i| Permission {
+                name: permission_name(i),
+                description: None,
+            })
+            .collect();
+        let block = ORG_PERMISSIONS / 100;
+        let roles: Vec<Role> = (0..ORG_ENV_ROLES)
+            .map(|e| {
+                let mut role = Role::named(env_role_name(e));
+                for p in e * block..(e + 1) * block {
+                    role.grant(permission_name(p));
+                }
+                if e % 2 == 1 {
+                    role.extends(env_role_name(e - 1));
+                }
+                role
+            })
+            .collect();
+        let organizations = (0..orgs)
+            .map(|o| rolegraph::Organization {
+                id: org_id(o),
+                roles: (0..ROLES_PER_ORG)
+                    .map(|j| {
+                        let mut role = Role::named(org_role_name(j));
+                        role.extends(env_role_name((o + j) % ORG_ENV_ROLES));
+                        role
+                    })
+                    .collect(),
+                ..rolegraph::Organization::default()
+            })
+            .collect();
+        Self {
+            policy: Policy {
+                permissions,
+                roles,
+                organizations,
+                ..Policy::default()
+            },
+            orgs,
+        }
+    }
+
+    /// A token's three organization role names for request `i` (rotating).
+    pub fn token_roles(i: usize) -> [String; 3] {
+        [0, 3, 7].map(|j| org_role_name((j + i) % ROLES_PER_ORG))
+    }
+}
