@@ -4,6 +4,9 @@
 
 mod model;
 mod patch;
+#[cfg(feature = "redis")]
+pub(crate) mod replica;
+mod watch;
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -104,6 +107,19 @@ pub struct Stats {
     pub last_checkpoint_revision: Option<u64>,
     /// A checkpoint is being written in the background.
     pub checkpoint_in_progress: bool,
+    /// Batches applied from the fleet's shared log (written by other
+    /// instances), since the engine started.
+    pub remote_applied: u64,
+    /// Times this engine replaced its state with a fleet checkpoint because
+    /// the shared log no longer held the entries it needed.
+    pub fleet_checkpoint_loads: u64,
+    /// Why the shared log is not being followed right now (Redis
+    /// unreachable, a refused entry), cleared when it is again.
+    pub fleet_error: Option<String>,
+    /// The shared log's entry id at which this engine's tail stopped
+    /// because the entry was corrupt or foreign: it is never applied nor
+    /// skipped, and writes fail until an operator repairs the log.
+    pub fleet_stopped_at: Option<String>,
 }
 
 /// Who may make a guarded assignment: any of these roles (or a role
@@ -442,6 +458,11 @@ struct Shared {
     recovery: Option<Recovery>,
     /// The journal's directory, for history older than what memory keeps.
     journal_dir: Option<std::path::PathBuf>,
+    /// The published revision, for [`Engine::wait_for_revision`].
+    watch: watch::Watch,
+    /// Set when the last handle goes: the fleet's tail thread ends.
+    #[cfg(feature = "redis")]
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Shared {
@@ -449,6 +470,8 @@ impl Drop for Shared {
         // The last handle is gone: finish a checkpoint in flight, so that the
         // directory (whose lock the checkpoint shares) can be reopened as
         // soon as the engine is dropped.
+        #[cfg(feature = "redis")]
+        self.closing.store(true, Ordering::Release);
         self.checkpoints.join();
     }
 }
@@ -581,6 +604,29 @@ struct Writer {
     guard: AssignmentGuard,
     options: EngineOptions,
     since_checkpoint: u64,
+    /// The fleet's shared log, when the engine has joined one: every batch
+    /// is appended there (compare-and-append) before it is journaled and
+    /// published.
+    #[cfg(feature = "redis")]
+    log: Option<Box<dyn replica::SharedLog>>,
+}
+
+/// What [`Engine::prepare`] makes of a batch.
+enum Prepared {
+    /// The batch changes nothing: the answer, nothing to publish.
+    Unchanged(Outcome),
+    /// The batch, validated and compiled, to publish at the next revision.
+    Ready(Box<Batch>),
+}
+
+/// A validated, compiled batch, not yet logged or published.
+struct Batch {
+    draft: Model,
+    core_before: Arc<crate::compiled::Core>,
+    core: Arc<crate::compiled::Core>,
+    full: bool,
+    entry: Entry,
+    outcome: Outcome,
 }
 
 /// Checkpoints in the background: at most one written at a time.
@@ -817,23 +863,8 @@ impl Engine {
             ..Recovery::default()
         };
         let (mut model, mut revision) = match &found.checkpoint {
-            Some((_, bytes)) => {
-                let cp: Checkpoint = serde_json::from_slice(bytes)
-                    .map_err(|e| bad(format!("checkpoint does not decode: {e}")))?;
-                let mut model = Model::from_policy(&cp.policy);
-                for (id, at) in cp.deliveries {
-                    model.delivery_times.insert((at, id.clone()), ());
-                    model.deliveries.insert(id, at);
-                }
-                for (entity, at) in cp.clocks {
-                    model.clocks.insert(entity, at);
-                }
-                for m in cp.memberships {
-                    let orgs = model.members.entry(Arc::from(m.user.as_str())).or_default();
-                    orgs.insert(Arc::from(m.organization.as_str()), Arc::new(m.membership));
-                }
-                (model, cp.revision)
-            }
+            Some((_, bytes)) => model_from_checkpoint(bytes)
+                .map_err(|e| bad(format!("checkpoint does not decode: {e}")))?,
             None if !found.records.is_empty() => {
                 return Err(bad("journal records but no checkpoint".into()));
             }
@@ -941,6 +972,8 @@ impl Engine {
                     guard: AssignmentGuard::default(),
                     options,
                     since_checkpoint: 0,
+                    #[cfg(feature = "redis")]
+                    log: None,
                 }),
                 stats: Mutex::new(Stats {
                     revision,
@@ -950,6 +983,9 @@ impl Engine {
                 checkpoints: Arc::default(),
                 recovery,
                 journal_dir,
+                watch: watch::Watch::new(revision),
+                #[cfg(feature = "redis")]
+                closing: Arc::default(),
             }),
         }
     }
@@ -1078,6 +1114,52 @@ impl Engine {
         changes: Vec<Change>,
         meta: ChangeMeta,
     ) -> Result<Outcome, ChangeError> {
+        #[cfg(feature = "redis")]
+        let mut changes = changes;
+        #[cfg(feature = "redis")]
+        let mut conflicts = 0;
+        loop {
+            let prepared = match self.prepare(writer, changes, &meta)? {
+                Prepared::Unchanged(outcome) => return Ok(outcome),
+                Prepared::Ready(batch) => batch,
+            };
+            // In a fleet the shared log decides the order: the batch is
+            // appended there first, as the revision after the one it was
+            // validated at, or not at all.
+            #[cfg(feature = "redis")]
+            if writer.log.is_some() {
+                match self.append_shared(writer, &prepared.entry) {
+                    Ok(()) => {}
+                    Err(replica::Appended::Conflict) if conflicts < replica::MAX_CONFLICTS => {
+                        // Another instance appended first: apply what it
+                        // wrote, then validate this batch again.
+                        conflicts += 1;
+                        changes = prepared.entry.changes;
+                        continue;
+                    }
+                    Err(replica::Appended::Conflict) => {
+                        return Err(ChangeError::Journal(format!(
+                            "the fleet's log moved on {conflicts} times while this batch was validated: retry it"
+                        )));
+                    }
+                    Err(replica::Appended::Failed(reason)) => {
+                        return Err(ChangeError::Journal(reason));
+                    }
+                }
+            }
+            return self.commit(writer, *prepared);
+        }
+    }
+
+    /// Validates and compiles `changes` against the writer's model: the
+    /// batch as it would be published at the next revision, or the answer
+    /// when it changes nothing.
+    fn prepare(
+        &self,
+        writer: &Writer,
+        changes: Vec<Change>,
+        meta: &ChangeMeta,
+    ) -> Result<Prepared, ChangeError> {
         if changes.is_empty() {
             return Err(ChangeError::Malformed(
                 "a batch needs at least one change".into(),
@@ -1093,7 +1175,7 @@ impl Engine {
         outcome.revision = current.revision;
         outcome.checkpoint_error = lock(&self.shared.checkpoints.status).last_error.clone();
         if !outcome.changed {
-            return Ok(outcome);
+            return Ok(Prepared::Unchanged(outcome));
         }
         let mut full = false;
         let core = match patch::patch(&current.core, &draft, &fx) {
@@ -1135,14 +1217,37 @@ impl Engine {
                 after: after.map(|m| m.roles.clone()).unwrap_or_default(),
             });
         }
-        let revision = current.revision + 1;
         let entry = Entry {
-            revision,
+            revision: current.revision + 1,
             at_ms: meta.at_ms.unwrap_or_else(now_ms),
-            actor: meta.actor,
+            actor: meta.actor.clone(),
             changes,
             memberships,
         };
+        Ok(Prepared::Ready(Box::new(Batch {
+            draft,
+            core_before: Arc::clone(&current.core),
+            core,
+            full,
+            entry,
+            outcome,
+        })))
+    }
+
+    /// Journals a prepared batch (durable engines) and publishes it: the
+    /// one path every accepted batch takes, local or from the fleet, so the
+    /// snapshot, the readers' state, the feed, the stats and the revision
+    /// watch all see it.
+    fn commit(&self, writer: &mut Writer, batch: Batch) -> Result<Outcome, ChangeError> {
+        let Batch {
+            draft,
+            core_before,
+            core,
+            full,
+            entry,
+            mut outcome,
+        } = batch;
+        let revision = entry.revision;
         if let Some(journal) = writer.journal.as_mut() {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| ChangeError::Journal(format!("cannot encode: {e}")))?;
@@ -1151,7 +1256,6 @@ impl Engine {
                 .map_err(|e| ChangeError::Journal(e.to_string()))?;
         }
         // Publish: from here on nothing can fail.
-        let core_before = Arc::clone(&current.core);
         let published_core = Arc::clone(&core);
         let entry = Arc::new(entry);
         let mut history = self.shared.state.load().history.clone();
@@ -1175,6 +1279,7 @@ impl Engine {
                 .unwrap_or_default(),
         }));
         writer.model = draft;
+        self.shared.watch.publish(revision);
         lock(&self.shared.feed).retain(|s| match s.tx.try_send(Arc::clone(&entry)) {
             Ok(()) => true,
             Err(mpsc::TrySendError::Full(_)) => {
@@ -1201,6 +1306,42 @@ impl Engine {
         outcome.users_affected.sort();
         outcome.users_affected.dedup();
         Ok(outcome)
+    }
+
+    /// Waits until this engine has published `revision` (made here or,
+    /// in a fleet, by another instance and applied from the shared log),
+    /// at most `timeout`; whether it has.
+    ///
+    /// This is how a caller reads its own writes on another instance: a
+    /// write returns its [`Outcome::revision`]; a later request that carries
+    /// it waits here, bounded, before it decides (and answers 503 when the
+    /// wait times out).
+    ///
+    /// # Blocking
+    ///
+    /// Up to `timeout`; it never holds a lock that a writer or a reader
+    /// waits on while it waits. From async code, call it in
+    /// `spawn_blocking`, or with a zero timeout to ask without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rolegraph::{Change, ChangeMeta, Engine, Policy};
+    ///
+    /// let mut policy = Policy::new();
+    /// policy.permission("docs:read");
+    /// policy.role("viewer");
+    /// let engine = Engine::new(&policy)?;
+    /// assert!(!engine.wait_for_revision(1, Duration::from_millis(10)));
+    /// let grant = Change::GrantPermission { organization: None, role: "viewer".into(), permission: "docs:read".into() };
+    /// let written = engine.apply(grant, ChangeMeta::default())?.revision;
+    /// assert!(engine.wait_for_revision(written, Duration::ZERO));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn wait_for_revision(&self, revision: u64, timeout: std::time::Duration) -> bool {
+        self.shared.watch.wait_for(revision, timeout)
     }
 
     /// Starts a background checkpoint of the state at `revision` (just
@@ -1706,6 +1847,28 @@ fn mentions_role(change: &Change, organization: Option<&str>, name: &str) -> boo
         } => is(organization, role),
         _ => false,
     }
+}
+
+/// The model and revision a checkpoint holds.
+///
+/// # Errors
+///
+/// The decoder's message when `bytes` is not a checkpoint.
+fn model_from_checkpoint(bytes: &[u8]) -> Result<(Model, u64), serde_json::Error> {
+    let cp: Checkpoint = serde_json::from_slice(bytes)?;
+    let mut model = Model::from_policy(&cp.policy);
+    for (id, at) in cp.deliveries {
+        model.delivery_times.insert((at, id.clone()), ());
+        model.deliveries.insert(id, at);
+    }
+    for (entity, at) in cp.clocks {
+        model.clocks.insert(entity, at);
+    }
+    for m in cp.memberships {
+        let orgs = model.members.entry(Arc::from(m.user.as_str())).or_default();
+        orgs.insert(Arc::from(m.organization.as_str()), Arc::new(m.membership));
+    }
+    Ok((model, cp.revision))
 }
 
 /// The checkpoint of `model` at `revision`, encoded.

@@ -19,6 +19,7 @@
 //! - `scalekit`: verified, idempotent, order-safe Scalekit webhook ingestion (module `scalekit`); `scalekit-rest` adds its REST source.
 //! - `tower`: module `http`, a tower layer over `http` types: bearer token, principal (from the token or the engine's memberships), route requirements, RFC 6750 answers.
 //! - `axum` (implies `tower`): axum 0.8 extractors for the principal and the claims; with `scalekit`, the webhook route.
+//! - `redis`: module `fleet`, several instances replicating one change log over Redis Streams (`Engine::join_fleet`).
 //!
 //! The default build has no CLI, async or HTTP dependencies.
 
@@ -29,6 +30,8 @@ mod compile;
 mod compiled;
 mod engine;
 mod explain;
+#[cfg(feature = "redis")]
+pub mod fleet;
 #[cfg(feature = "tower")]
 pub mod http;
 mod ids;

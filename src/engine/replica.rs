@@ -1,0 +1,420 @@
+//! The engine's side of a fleet: the shared-log seam the writer appends
+//! through (compare-and-append), and the remote path that applies what
+//! other instances appended — through the same `prepare` and `commit` as a
+//! local batch, so the snapshot, the readers' state, the feed, the local
+//! journal, the stats and the revision watch all see it.
+//!
+//! The transport (Redis Streams) lives in [`crate::fleet`]; nothing here
+//! knows it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Weak;
+
+use super::{
+    checkpoint_bytes, lock, model_from_checkpoint, ChangeMeta, Data, Engine, Entry, Prepared,
+    Shared, State, Writer,
+};
+use crate::journal::JournalError;
+
+/// How many times a writer catches up and validates again before it
+/// reports the conflict.
+pub(crate) const MAX_CONFLICTS: u32 = 8;
+
+/// One record of the shared log, as read back.
+#[derive(Debug)]
+pub(crate) enum LogRecord {
+    /// A batch, at the revision its id says.
+    Entry(Entry),
+    /// Something that is not a batch of ours at its id (corrupt, foreign,
+    /// an id this log never writes): never applied, never skipped.
+    Refused {
+        /// The log's id for it.
+        id: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// Why the shared log did not do what was asked.
+#[derive(Debug)]
+pub(crate) enum LogError {
+    /// Compare-and-append lost: the log is above the revision the batch
+    /// was validated at.
+    Conflict,
+    /// The log ends below the revision the batch was validated at: it lost
+    /// batches this instance had acknowledged.
+    Behind {
+        /// Where the log ends.
+        top: u64,
+    },
+    /// The log cannot be reached or answered nonsense.
+    Unavailable(String),
+}
+
+/// The log every instance of a fleet appends to and follows.
+pub(crate) trait SharedLog: Send {
+    /// Appends `entry` as revision `after + 1` if and only if the log ends
+    /// at `after`.
+    fn append(&mut self, after: u64, entry: &Entry) -> Result<(), LogError>;
+    /// The next records after revision `after`, in order (a bounded page;
+    /// empty at the end).
+    fn read_after(&mut self, after: u64) -> Result<Vec<LogRecord>, LogError>;
+    /// The newest checkpoint published next to the log, encoded.
+    fn latest_checkpoint(&mut self) -> Result<Option<Vec<u8>>, LogError>;
+    /// Where the log ends: its last entry, or its newest checkpoint when it
+    /// holds no entry; `None` for a log nobody has written to.
+    fn top(&mut self) -> Result<Option<u64>, LogError>;
+    /// Publishes a checkpoint at `revision` unless one is there; whether
+    /// this call wrote it.
+    fn publish_checkpoint(&mut self, revision: u64, bytes: &[u8]) -> Result<bool, LogError>;
+}
+
+/// Why a local batch was not appended to the shared log.
+#[derive(Debug)]
+pub(crate) enum Appended {
+    /// Another instance appended first; this engine has applied what it
+    /// wrote and the batch must be validated again.
+    Conflict,
+    /// The batch cannot be appended now: the message for the caller.
+    Failed(String),
+}
+
+/// Why catching up with the shared log stopped.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The log cannot be reached: try again later.
+    Unavailable(String),
+    /// The log ends below this engine's revision.
+    Behind {
+        /// Where the log ends.
+        top: u64,
+        /// This engine's revision.
+        revision: u64,
+    },
+    /// The tail stopped at a refused entry, for good.
+    Stopped {
+        /// The log's id of the entry.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(reason) => write!(f, "the fleet's log is unreachable: {reason}"),
+            Self::Behind { top, revision } => write!(
+                f,
+                "the fleet's log ends at revision `{top}`, below this instance's revision `{revision}`: it lost acknowledged batches"
+            ),
+            Self::Stopped { id, reason } => write!(
+                f,
+                "the fleet's log entry `{id}` is refused ({reason}): this instance stopped following the log there"
+            ),
+        }
+    }
+}
+
+impl From<LogError> for Fault {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Unavailable(reason) => Self::Unavailable(reason),
+            LogError::Conflict => Self::Unavailable("the log answered a read with a conflict".into()),
+            LogError::Behind { top } => Self::Behind { top, revision: 0 },
+        }
+    }
+}
+
+/// A handle on an engine that does not keep it alive (the tail thread's).
+#[derive(Clone)]
+pub(crate) struct WeakEngine(Weak<Shared>);
+
+impl WeakEngine {
+    /// The engine, while a handle on it exists.
+    pub(crate) fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|shared| Engine { shared })
+    }
+}
+
+impl Engine {
+    /// A handle that does not keep the engine alive.
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.shared))
+    }
+
+    /// Set when the last handle on the engine is dropped.
+    pub(crate) fn closing(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shared.closing)
+    }
+
+    /// Whether the engine follows a shared log.
+    pub(crate) fn has_shared_log(&self) -> bool {
+        lock(&self.shared.writer).log.is_some()
+    }
+
+    /// Where the tail stopped at a refused entry, if it did.
+    pub(crate) fn fleet_stopped(&self) -> bool {
+        lock(&self.shared.stats).fleet_stopped_at.is_some()
+    }
+
+    /// Records (or clears) why the shared log is not being followed.
+    pub(crate) fn set_fleet_error(&self, error: Option<String>) {
+        let mut stats = lock(&self.shared.stats);
+        if stats.fleet_stopped_at.is_none() {
+            stats.fleet_error = error;
+        }
+    }
+
+    /// The published state, encoded as a checkpoint, and its revision: read
+    /// without the writer lock.
+    pub(crate) fn published_checkpoint(&self) -> Result<(u64, Vec<u8>), JournalError> {
+        let state = self.shared.state.load_full();
+        checkpoint_bytes(&state.model, state.revision).map(|bytes| (state.revision, bytes))
+    }
+
+    /// Joins the fleet through `log`: brings this engine up to the log's
+    /// end (from the fleet's checkpoint when the log no longer holds what it
+    /// needs, or when the engine has nothing yet), publishes the first
+    /// checkpoint of an empty fleet, and from then on writes through it.
+    pub(crate) fn attach_log(&self, mut log: Box<dyn SharedLog>) -> Result<(), Fault> {
+        let mut writer = lock(&self.shared.writer);
+        let revision = self.revision();
+        match log.top()? {
+            None => {
+                let bytes = checkpoint_bytes(&writer.model, revision)
+                    .map_err(|e| Fault::Unavailable(e.to_string()))?;
+                let won = log.publish_checkpoint(revision, &bytes)?;
+                if !won && revision == 0 {
+                    self.adopt_checkpoint(&mut writer, log.as_mut(), 0)?;
+                }
+            }
+            Some(top) if top < revision => return Err(Fault::Behind { top, revision }),
+            Some(_) if revision == 0 => {
+                // Nothing here yet: start from the fleet's state, not from
+                // a local initial policy the fleet may have moved past.
+                self.adopt_checkpoint(&mut writer, log.as_mut(), 0)?;
+            }
+            Some(_) => {}
+        }
+        self.catch_up_with(&mut writer, log.as_mut())?;
+        writer.log = Some(log);
+        Ok(())
+    }
+
+    /// Applies what the shared log holds beyond this engine's revision
+    /// (the tail's step).
+    pub(crate) fn pull(&self) -> Result<u64, Fault> {
+        let mut writer = lock(&self.shared.writer);
+        let result = self.catch_up_locked(&mut writer);
+        self.record_fault(result.as_ref().err());
+        result
+    }
+
+    fn record_fault(&self, fault: Option<&Fault>) {
+        match fault {
+            Some(Fault::Stopped { .. }) => {}
+            Some(f) => self.set_fleet_error(Some(f.to_string())),
+            None => self.set_fleet_error(None),
+        }
+    }
+
+    /// Appends a prepared batch to the shared log; on a lost race, applies
+    /// what the winner wrote first.
+    pub(super) fn append_shared(&self, writer: &mut Writer, entry: &Entry) -> Result<(), Appended> {
+        let Some(log) = writer.log.as_mut() else {
+            return Ok(());
+        };
+        let after = entry.revision.saturating_sub(1);
+        match log.append(after, entry) {
+            Ok(()) => Ok(()),
+            Err(LogError::Conflict) => match self.catch_up_locked(writer) {
+                Ok(_) => Err(Appended::Conflict),
+                Err(fault) => {
+                    self.record_fault(Some(&fault));
+                    Err(Appended::Failed(fault.to_string()))
+                }
+            },
+            Err(LogError::Behind { top }) => Err(Appended::Failed(
+                Fault::Behind {
+                    top,
+                    revision: after,
+                }
+                .to_string(),
+            )),
+            Err(LogError::Unavailable(reason)) => {
+                let fault = Fault::Unavailable(reason);
+                self.record_fault(Some(&fault));
+                Err(Appended::Failed(fault.to_string()))
+            }
+        }
+    }
+
+    fn catch_up_locked(&self, writer: &mut Writer) -> Result<u64, Fault> {
+        let Some(mut log) = writer.log.take() else {
+            return Ok(0);
+        };
+        let result = self.catch_up_with(writer, log.as_mut());
+        writer.log = Some(log);
+        result
+    }
+
+    /// Applies the log's entries after the current revision, in order. A
+    /// gap (an id skipped, entries trimmed) loads the fleet's checkpoint; a
+    /// refused entry stops the tail there.
+    fn catch_up_with(&self, writer: &mut Writer, log: &mut dyn SharedLog) -> Result<u64, Fault> {
+        if let Some(id) = lock(&self.shared.stats).fleet_stopped_at.clone() {
+            return Err(Fault::Stopped {
+                id,
+                reason: "stopped earlier".into(),
+            });
+        }
+        let mut applied = 0;
+        loop {
+            let records = log.read_after(self.revision())?;
+            if records.is_empty() {
+                return Ok(applied);
+            }
+            for record in records {
+                let entry = match record {
+                    LogRecord::Entry(entry) => entry,
+                    LogRecord::Refused { id, reason } => return Err(self.stop(id, reason)),
+                };
+                let current = self.revision();
+                if entry.revision <= current {
+                    continue;
+                }
+                let id = format!("{}-1", entry.revision);
+                if entry.revision > current + 1 {
+                    self.adopt_checkpoint(writer, log, entry.revision - 1)?;
+                    if entry.revision <= self.revision() {
+                        continue;
+                    }
+                }
+                self.apply_remote(writer, entry)
+                    .map_err(|reason| self.stop(id, reason))?;
+                applied += 1;
+            }
+        }
+    }
+
+    /// Stops following the log at `id`, loudly.
+    fn stop(&self, id: String, reason: String) -> Fault {
+        let fault = Fault::Stopped { id, reason };
+        let mut stats = lock(&self.shared.stats);
+        if let Fault::Stopped { id, .. } = &fault {
+            stats.fleet_stopped_at = Some(id.clone());
+        }
+        stats.fleet_error = Some(fault.to_string());
+        #[cfg(feature = "tracing")]
+        tracing::error!(error = %fault, "rolegraph fleet tail stopped");
+        fault
+    }
+
+    /// Applies one batch another instance appended, as the next revision.
+    fn apply_remote(&self, writer: &mut Writer, entry: Entry) -> Result<(), String> {
+        let Entry {
+            revision,
+            at_ms,
+            actor,
+            changes,
+            memberships,
+        } = entry;
+        let meta = ChangeMeta {
+            actor,
+            at_ms: Some(at_ms),
+        };
+        let batch = match self.prepare(writer, changes, &meta) {
+            Ok(Prepared::Ready(batch)) => batch,
+            Ok(Prepared::Unchanged(_)) => {
+                return Err("it changes nothing here: this instance's state has diverged".into())
+            }
+            Err(e) => return Err(format!("it does not apply here: {e}")),
+        };
+        if batch.entry.revision != revision {
+            return Err(format!(
+                "it would be revision `{}` here",
+                batch.entry.revision
+            ));
+        }
+        if batch.entry.memberships != memberships {
+            return Err("it does not change the memberships it records: this instance's state has diverged".into());
+        }
+        self.commit(writer, *batch).map_err(|e| e.to_string())?;
+        let mut stats = lock(&self.shared.stats);
+        stats.remote_applied += 1;
+        stats.revision = revision;
+        Ok(())
+    }
+
+    /// Replaces the state with the fleet's newest checkpoint, which must be
+    /// at least at revision `needed` (the log resumes right after it).
+    fn adopt_checkpoint(
+        &self,
+        writer: &mut Writer,
+        log: &mut dyn SharedLog,
+        needed: u64,
+    ) -> Result<(), Fault> {
+        let bytes = log.latest_checkpoint()?.ok_or_else(|| Fault::Stopped {
+            id: format!("{}-1", needed + 1),
+            reason: "the log skips revisions and the fleet has no checkpoint".into(),
+        })?;
+        let (model, revision) = model_from_checkpoint(&bytes).map_err(|e| Fault::Stopped {
+            id: format!("{}-1", needed + 1),
+            reason: format!("the fleet's checkpoint does not decode: {e}"),
+        })?;
+        let current = self.revision();
+        if revision < needed || (revision < current) {
+            return Err(self.stop(
+                format!("{}-1", needed + 1),
+                format!(
+                    "the log skips from revision `{current}` to `{}` and the fleet's newest checkpoint is at `{revision}`",
+                    needed + 1
+                ),
+            ));
+        }
+        let snapshot = model.to_policy().compile().map_err(|e| Fault::Stopped {
+            id: format!("{}-1", needed + 1),
+            reason: format!("the fleet's checkpoint does not compile: {e}"),
+        })?;
+        if let Some(journal) = writer.journal.as_mut() {
+            journal
+                .checkpoint(revision, &bytes)
+                .map_err(|e| Fault::Unavailable(format!("cannot keep the fleet's checkpoint locally: {e}")))?;
+        }
+        // Publish the whole state; the history between the two revisions
+        // is not this instance's to tell.
+        self.shared.current.store(Arc::new(Data {
+            revision,
+            core: Arc::clone(&snapshot.arc().core),
+            members: model.members.clone(),
+        }));
+        self.shared.state.store(Arc::new(State {
+            revision,
+            model: model.clone(),
+            history: imbl::Vector::new(),
+            log_end: writer
+                .journal
+                .as_ref()
+                .map(crate::journal::Journal::end)
+                .unwrap_or_default(),
+        }));
+        writer.model = model;
+        writer.since_checkpoint = 0;
+        self.shared.watch.publish(revision);
+        // Subscribers missed the batches in between: cut them off where
+        // they stop, as for a lag.
+        if revision > current {
+            lock(&self.shared.feed).retain(|s| {
+                s.lagged.store(current + 1, super::Ordering::Release);
+                false
+            });
+        }
+        let mut stats = lock(&self.shared.stats);
+        stats.revision = revision;
+        stats.fleet_checkpoint_loads += 1;
+        Ok(())
+    }
+}
+
+use std::sync::Arc;
