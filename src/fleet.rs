@@ -587,9 +587,7 @@ impl Tail {
                 }
                 Err(LogError::Unavailable(reason)) => {
                     if let Some(engine) = self.engine.upgrade() {
-                        engine.set_fleet_error(Some(
-                            Fault::Unavailable(reason).to_string(),
-                        ));
+                        engine.set_fleet_error(Some(Fault::Unavailable(reason).to_string()));
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(1));

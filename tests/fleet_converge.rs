@@ -42,18 +42,15 @@ fn state(engine: &Engine) -> (u64, String, BTreeMap<String, Vec<String>>, usize)
         }
     }
     let policy = serde_json::to_string(&engine.policy()).unwrap();
-    (
-        engine.revision(),
-        policy,
-        members,
-        engine.deliveries_len(),
-    )
+    (engine.revision(), policy, members, engine.deliveries_len())
 }
 
 #[test]
 fn three_instances_converge_to_what_the_stream_replays_to() {
     let redis = Redis::start();
-    let dirs: Vec<_> = (0..INSTANCES).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..INSTANCES)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
     let engines: Vec<Engine> = dirs
         .iter()
         .enumerate()
@@ -61,7 +58,9 @@ fn three_instances_converge_to_what_the_stream_replays_to() {
             let engine = Engine::open_with(
                 dir.path(),
                 &initial(),
-                EngineOptions::default().with_sync(false).with_checkpoint_every(10),
+                EngineOptions::default()
+                    .with_sync(false)
+                    .with_checkpoint_every(10),
             )
             .unwrap();
             engine
@@ -117,9 +116,9 @@ fn three_instances_converge_to_what_the_stream_replays_to() {
                         "two writers were told revision {}",
                         outcome.revision
                     );
-                    let entry = by_revision
-                        .get(&outcome.revision)
-                        .unwrap_or_else(|| panic!("revision {} is not in the stream", outcome.revision));
+                    let entry = by_revision.get(&outcome.revision).unwrap_or_else(|| {
+                        panic!("revision {} is not in the stream", outcome.revision)
+                    });
                     assert_eq!(&entry.changes, batch, "revision {}", outcome.revision);
                     assert_eq!(entry.actor.as_deref(), Some(format!("i{i}").as_str()));
                 }

@@ -120,7 +120,9 @@ impl From<LogError> for Fault {
     fn from(e: LogError) -> Self {
         match e {
             LogError::Unavailable(reason) => Self::Unavailable(reason),
-            LogError::Conflict => Self::Unavailable("the log answered a read with a conflict".into()),
+            LogError::Conflict => {
+                Self::Unavailable("the log answered a read with a conflict".into())
+            }
             LogError::Behind { top } => Self::Behind { top, revision: 0 },
         }
     }
@@ -338,7 +340,10 @@ impl Engine {
             ));
         }
         if batch.entry.memberships != memberships {
-            return Err("it does not change the memberships it records: this instance's state has diverged".into());
+            return Err(
+                "it does not change the memberships it records: this instance's state has diverged"
+                    .into(),
+            );
         }
         self.commit(writer, *batch).map_err(|e| e.to_string())?;
         let mut stats = lock(&self.shared.stats);
@@ -378,9 +383,9 @@ impl Engine {
             reason: format!("the fleet's checkpoint does not compile: {e}"),
         })?;
         if let Some(journal) = writer.journal.as_mut() {
-            journal
-                .checkpoint(revision, &bytes)
-                .map_err(|e| Fault::Unavailable(format!("cannot keep the fleet's checkpoint locally: {e}")))?;
+            journal.checkpoint(revision, &bytes).map_err(|e| {
+                Fault::Unavailable(format!("cannot keep the fleet's checkpoint locally: {e}"))
+            })?;
         }
         // Publish the whole state; the history between the two revisions
         // is not this instance's to tell.

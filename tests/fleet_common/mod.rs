@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rolegraph::{Change, Entry, Policy};
+use rolegraph::{Change, Engine, Entry, Policy};
 use tempfile::TempDir;
 
 /// A `redis-server` child process.
@@ -159,7 +159,13 @@ fn free_port() -> u16 {
 /// The fleet tests' policy: environment roles, two organizations.
 pub fn initial() -> Policy {
     let mut p = Policy::new();
-    for perm in ["docs:read", "docs:write", "docs:delete", "billing:read", "users.write"] {
+    for perm in [
+        "docs:read",
+        "docs:write",
+        "docs:delete",
+        "billing:read",
+        "users.write",
+    ] {
         p.permission(perm);
     }
     p.role("viewer").grant("docs:read");
@@ -174,7 +180,13 @@ pub fn initial() -> Policy {
 pub const USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
 pub const ORGS: [&str; 2] = ["org_1", "org_2"];
 pub const ROLES: [&str; 4] = ["viewer", "editor", "admin", "auditor"];
-pub const PERMS: [&str; 5] = ["docs:read", "docs:write", "docs:delete", "billing:read", "users.write"];
+pub const PERMS: [&str; 5] = [
+    "docs:read",
+    "docs:write",
+    "docs:delete",
+    "billing:read",
+    "users.write",
+];
 
 /// A pseudo-random batch: memberships, grants, revokes, extends (some
 /// making cycles: invalid), webhook deliveries from a shared pool of ids
@@ -236,4 +248,25 @@ pub fn random_batch(rng: &mut rolegraph_testkit::Rng) -> Vec<Change> {
         batch.push(one(rng));
     }
     batch
+}
+
+/// Everything two instances must agree on, as one comparable string:
+/// revision, policy, every membership of the test's users, deliveries.
+pub fn state(engine: &Engine) -> String {
+    let snapshot = engine.snapshot();
+    let mut members = std::collections::BTreeMap::new();
+    for org in ORGS {
+        for user in USERS {
+            if let Some(m) = snapshot.membership(org, user) {
+                members.insert(format!("{org}/{user}"), m.roles.clone());
+            }
+        }
+    }
+    serde_json::json!({
+        "revision": engine.revision(),
+        "policy": engine.policy(),
+        "members": members,
+        "deliveries": engine.deliveries_len(),
+    })
+    .to_string()
 }
