@@ -1,20 +1,12 @@
 //! Three instances writing concurrently through one Redis stream end
 //! identical, and equal to one engine replaying the stream alone.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
-
 mod fleet_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use fleet_common::{initial, random_batch, Redis, ORGS, USERS};
+use fleet_common::{initial, random_batch, state, Redis};
 use rolegraph::fleet::FleetOptions;
 use rolegraph::{Change, ChangeError, ChangeMeta, Engine, EngineOptions};
 
@@ -28,21 +20,6 @@ fn options(redis: &Redis, key: &str, name: &str) -> FleetOptions {
         .with_checkpoint_every(25)
         // Nothing trimmed: the test replays the whole stream.
         .with_keep_checkpoints(100)
-}
-
-/// Everything two engines must agree on, in a comparable form.
-fn state(engine: &Engine) -> (u64, String, BTreeMap<String, Vec<String>>, usize) {
-    let snapshot = engine.snapshot();
-    let mut members = BTreeMap::new();
-    for org in ORGS {
-        for user in USERS {
-            if let Some(m) = snapshot.membership(org, user) {
-                members.insert(format!("{org}/{user}"), m.roles.clone());
-            }
-        }
-    }
-    let policy = serde_json::to_string(&engine.policy()).unwrap();
-    (engine.revision(), policy, members, engine.deliveries_len())
 }
 
 #[test]

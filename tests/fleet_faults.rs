@@ -3,13 +3,7 @@
 //! foreign entries. Each against a real `redis-server`.
 
 #![cfg(unix)]
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
 mod fleet_common;
 
@@ -399,10 +393,13 @@ fn redis_down_reads_answer_writes_fail_cleanly_and_all_converge_after() {
     }
 }
 
+/// A stream key, the id to write at, the fields.
+type BadEntry = (&'static str, &'static str, Vec<(&'static str, String)>);
+
 #[test]
 fn a_corrupt_or_foreign_entry_stops_the_tail_at_its_id() {
     let redis = Redis::start();
-    let bad: [(&str, &str, Vec<(&str, String)>); 4] = [
+    let bad: [BadEntry; 4] = [
         ("garbage", "3-1", vec![("v", "1".into()), ("entry", "{not json".into())]),
         ("foreign", "3-1", vec![("kind", "someone else's".into())]),
         ("foreign-id", "3-7", vec![("v", "1".into()), ("entry", "{}".into())]),

@@ -6,7 +6,6 @@
 #![allow(dead_code, reason = "each test binary uses part of it")]
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     reason = "test support: a failure here fails the test"
 )]
@@ -19,22 +18,32 @@ use std::time::{Duration, Instant};
 use rolegraph::{Change, Engine, Entry, Policy};
 use tempfile::TempDir;
 
+/// One `XRANGE` item: id and field–value pairs.
+type StreamItem = (String, Vec<(String, Vec<u8>)>);
+
 /// A `redis-server` child process.
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: TempDir,
+    fsync: &'static str,
 }
 
 impl Redis {
     /// Starts one, or fails the test saying how to get `redis-server`.
     pub fn start() -> Self {
+        Self::start_with_fsync("always")
+    }
+
+    /// Starts one with `appendfsync` set to `fsync` (`always`, `everysec`).
+    pub fn start_with_fsync(fsync: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut redis = Self {
             child: None,
             port,
             dir,
+            fsync,
         };
         redis.spawn();
         redis
@@ -50,7 +59,7 @@ impl Redis {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.fsync,
                 "--save",
                 "",
                 "--protected-mode",
@@ -109,7 +118,7 @@ impl Redis {
     /// Every entry of the fleet's stream under `key`, decoded, in order.
     pub fn entries(&self, key: &str) -> Vec<Entry> {
         let mut con = self.connection().unwrap();
-        let reply: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        let reply: Vec<StreamItem> = redis::cmd("XRANGE")
             .arg(format!("{key}:log"))
             .arg("-")
             .arg("+")
