@@ -29,7 +29,7 @@
 //!   kept, so a new or long-stopped instance boots from checkpoint + tail.
 //! - **Redis unreachable**: reads keep serving the last snapshot; writes
 //!   fail with [`ChangeError::Journal`](crate::ChangeError::Journal) (the
-//!   webhook handler answers 503, so Scalekit retries); the tail reconnects
+//!   webhook handler answers it with a 5xx, so Scalekit retries); the tail reconnects
 //!   and resumes without loss when Redis is back.
 //!
 //! Webhook deliveries stay idempotent across the fleet: the delivery record
