@@ -302,31 +302,48 @@ impl RedisLog {
 
     /// Runs `f` on the connection (opening it first); a failure drops the
     /// connection so that the next call reconnects.
+    ///
+    /// A connection kept from earlier may have died with a Redis that was
+    /// restarted since: when it fails as a dropped connection (not a
+    /// timeout), `f` runs once more on a new one. That is safe for every
+    /// command here: the reads and `SET NX` are idempotent, and the append
+    /// compares first, so an append that did land the first time comes back
+    /// as a conflict, never twice.
     fn with<T>(
         &mut self,
-        f: impl FnOnce(&mut redis::Connection, &Self) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection, &Self) -> redis::RedisResult<T>,
     ) -> Result<T, LogError> {
+        let reused = self.con.is_some();
         let mut con = match self.con.take() {
             Some(con) => con,
-            None => {
-                let con = self
-                    .client
-                    .get_connection_with_timeout(self.timeout)
-                    .map_err(|e| self.unavailable(&e))?;
-                con.set_read_timeout(Some(self.timeout))
-                    .map_err(|e| self.unavailable(&e))?;
-                con.set_write_timeout(Some(self.timeout))
-                    .map_err(|e| self.unavailable(&e))?;
-                con
-            }
+            None => self.open()?,
         };
-        match f(&mut con, self) {
+        let result = match f(&mut con, self) {
+            Err(e) if reused && e.is_connection_dropped() && !e.is_timeout() => {
+                con = self.open()?;
+                f(&mut con, self)
+            }
+            other => other,
+        };
+        match result {
             Ok(v) => {
                 self.con = Some(con);
                 Ok(v)
             }
             Err(e) => Err(self.unavailable(&e)),
         }
+    }
+
+    fn open(&self) -> Result<redis::Connection, LogError> {
+        let con = self
+            .client
+            .get_connection_with_timeout(self.timeout)
+            .map_err(|e| self.unavailable(&e))?;
+        con.set_read_timeout(Some(self.timeout))
+            .map_err(|e| self.unavailable(&e))?;
+        con.set_write_timeout(Some(self.timeout))
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(con)
     }
 
     fn unavailable(&self, e: &redis::RedisError) -> LogError {
