@@ -1114,40 +1114,14 @@ impl Engine {
         changes: Vec<Change>,
         meta: ChangeMeta,
     ) -> Result<Outcome, ChangeError> {
+        // In a fleet the shared log decides the order first.
         #[cfg(feature = "redis")]
-        let mut changes = changes;
-        #[cfg(feature = "redis")]
-        let mut conflicts = 0;
-        loop {
-            let prepared = match self.prepare(writer, changes, &meta)? {
-                Prepared::Unchanged(outcome) => return Ok(outcome),
-                Prepared::Ready(batch) => batch,
-            };
-            // In a fleet the shared log decides the order: the batch is
-            // appended there first, as the revision after the one it was
-            // validated at, or not at all.
-            #[cfg(feature = "redis")]
-            if writer.log.is_some() {
-                match self.append_shared(writer, &prepared.entry) {
-                    Ok(()) => {}
-                    Err(replica::Appended::Conflict) if conflicts < replica::MAX_CONFLICTS => {
-                        // Another instance appended first: apply what it
-                        // wrote, then validate this batch again.
-                        conflicts += 1;
-                        changes = prepared.entry.changes;
-                        continue;
-                    }
-                    Err(replica::Appended::Conflict) => {
-                        return Err(ChangeError::Journal(format!(
-                            "the fleet's log moved on {conflicts} times while this batch was validated: retry it"
-                        )));
-                    }
-                    Err(replica::Appended::Failed(reason)) => {
-                        return Err(ChangeError::Journal(reason));
-                    }
-                }
-            }
-            return self.commit(writer, *prepared);
+        if writer.log.is_some() {
+            return self.apply_shared(writer, changes, &meta);
+        }
+        match self.prepare(writer, changes, &meta)? {
+            Prepared::Unchanged(outcome) => Ok(outcome),
+            Prepared::Ready(batch) => self.commit(writer, *batch),
         }
     }
 

@@ -375,7 +375,9 @@ fn redis_down_reads_answer_writes_fail_cleanly_and_all_converge_after() {
     redis.restart();
     // The first write after Redis is back succeeds: a connection that died
     // with the old process is replaced, not reported.
-    let out = b.apply(member("u2", "viewer"), ChangeMeta::by("b")).unwrap();
+    let out = b
+        .apply(member("u2", "viewer"), ChangeMeta::by("b"))
+        .unwrap();
     assert_eq!(out.revision, 2);
     assert!(a.wait_for_revision(2, Duration::from_secs(10)));
     assert_eq!(state(&a), state(&b));

@@ -3,7 +3,7 @@
 //! one that has not caught up yet — is a duplicate there. Real Redis, real
 //! handlers, signed deliveries.
 
-#![allow(clippy::unwrap_used, reason = "tests")]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 mod fleet_common;
 mod webhook_common;

@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Weak;
 
 use super::{
-    checkpoint_bytes, lock, model_from_checkpoint, ChangeMeta, Data, Engine, Entry, Prepared,
-    Shared, State, Writer,
+    checkpoint_bytes, lock, model_from_checkpoint, ChangeError, ChangeMeta, Data, Engine, Entry,
+    Prepared, Shared, State, Writer,
 };
 use crate::journal::JournalError;
 
@@ -221,9 +221,42 @@ impl Engine {
         }
     }
 
+    /// Applies a local batch in a fleet: appended to the shared log as the
+    /// revision after the one it was validated at, or not at all; then
+    /// journaled and published like any batch.
+    pub(super) fn apply_shared(
+        &self,
+        writer: &mut Writer,
+        mut changes: Vec<crate::Change>,
+        meta: &ChangeMeta,
+    ) -> Result<crate::Outcome, ChangeError> {
+        let mut conflicts = 0;
+        loop {
+            let batch = match self.prepare(writer, changes, meta)? {
+                Prepared::Unchanged(outcome) => return Ok(outcome),
+                Prepared::Ready(batch) => batch,
+            };
+            match self.append_shared(writer, &batch.entry) {
+                Ok(()) => return self.commit(writer, *batch),
+                Err(Appended::Conflict) if conflicts < MAX_CONFLICTS => {
+                    // Another instance appended first and this engine has
+                    // applied what it wrote: validate this batch again.
+                    conflicts += 1;
+                    changes = batch.entry.changes;
+                }
+                Err(Appended::Conflict) => {
+                    return Err(ChangeError::Journal(format!(
+                        "the fleet's log moved on {conflicts} times while this batch was validated: retry it"
+                    )));
+                }
+                Err(Appended::Failed(reason)) => return Err(ChangeError::Journal(reason)),
+            }
+        }
+    }
+
     /// Appends a prepared batch to the shared log; on a lost race, applies
     /// what the winner wrote first.
-    pub(super) fn append_shared(&self, writer: &mut Writer, entry: &Entry) -> Result<(), Appended> {
+    fn append_shared(&self, writer: &mut Writer, entry: &Entry) -> Result<(), Appended> {
         let Some(log) = writer.log.as_mut() else {
             return Ok(());
         };
