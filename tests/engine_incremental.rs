@@ -161,13 +161,15 @@ fn change_strategy() -> impl Strategy<Value = Change> {
             0usize..3,
             0usize..4,
             prop::collection::vec(name.clone(), 0..3),
-            any::<bool>()
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(0usize..3, 0..3)),
         )
-            .prop_map(|(o, u, roles, creator)| Change::SetMembership {
+            .prop_map(|(o, u, roles, creator, groups)| Change::SetMembership {
                 organization: ["org_a", "org_b", "org_z"][o].into(),
                 user: format!("u{u}"),
                 roles: roles.into_iter().map(role_name).collect(),
-                groups: None,
+                // Directory groups: mapped ones, and ones no mapping names.
+                groups: groups.map(|g| g.into_iter().map(|i| GROUPS[i].to_owned()).collect()),
                 creator,
             }),
         (
@@ -273,6 +275,19 @@ proptest! {
             if let Err(diff) = rolegraph_testkit::equivalent(&live, &full, &probe) {
                 prop_assert!(false, "after {:?}: {}", batch, diff);
             }
+            // The membership index answers as the naive oracle, for every
+            // user and organization the strategies touch (and absent ones).
+            for o in ["org_a", "org_b", "org_c", "org_z"] {
+                for u in 0..5 {
+                    if let Err(diff) = rolegraph_testkit::membership_equivalent(&live, o, &format!("u{u}")) {
+                        prop_assert!(false, "after {:?}: {}", batch, diff);
+                    }
+                }
+            }
+            prop_assert_eq!(
+                live.memberships_len(),
+                ["org_a", "org_b", "org_c", "org_z"].iter().map(|o| (0..5).filter(|u| live.memberships_of(&format!("u{u}")).any(|(x, _)| x == *o)).count()).sum::<usize>()
+            );
             // Every membership names roles that exist where it is held.
             for o in ["org_a", "org_b", "org_z"] {
                 for u in 0..4 {
