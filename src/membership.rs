@@ -34,10 +34,20 @@ pub(crate) type Members = imbl::OrdMap<Arc<str>, imbl::OrdMap<Arc<str>, Arc<Memb
 /// snapshot is published.
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
-    org: Arc<str>,
-    user: Arc<str>,
+    /// The user key then the organization id, in one allocation so that a
+    /// probe compares both with one cache line.
+    key: Box<str>,
+    user_len: u32,
     membership: Arc<Membership>,
     roles: SmallVec<[RoleId; 4]>,
+}
+
+impl Resolved {
+    #[inline]
+    fn is(&self, org: &str, user: &str) -> bool {
+        self.key.len() == org.len() + user.len()
+            && self.key.split_at_checked(self.user_len as usize) == Some((user, org))
+    }
 }
 
 /// Entries per shard the index aims at: a batch copies the shards it
@@ -102,7 +112,7 @@ impl MemberIndex {
         let hash = self.hash(org, user);
         self.shards
             .get(self.shard_of(hash))?
-            .find(hash, |r| &*r.user == user && &*r.org == org)
+            .find(hash, |r| r.is(org, user))
     }
 
     /// Number of memberships.
@@ -126,12 +136,20 @@ impl MemberIndex {
     /// This index with the memberships `touched` (organization, user) read
     /// again from `members` and resolved against `snapshot`: only the shards
     /// they fall in are copied. Rebuilt whole when it outgrew its shards.
-    pub(crate) fn updated<'a, I>(&self, snapshot: &Snapshot, members: &Members, touched: I) -> Self
-    where
-        I: IntoIterator<Item = (&'a str, &'a str)>,
-    {
+    pub(crate) fn updated(
+        &self,
+        snapshot: &Snapshot,
+        members: &Members,
+        touched: &[(String, String)],
+    ) -> Self {
+        // A bulk load touches more than the index holds: build it whole,
+        // sized for the result, rather than grow one shard.
+        if touched.len() > self.len / 4 + SHARD_TARGET {
+            return Self::build(snapshot, members);
+        }
         let mut index = self.clone();
         for (org, user) in touched {
+            let (org, user) = (org.as_str(), user.as_str());
             let found = members
                 .get_key_value(user)
                 .and_then(|(u, orgs)| orgs.get_key_value(org).map(|(o, m)| (u, o, m)));
@@ -159,9 +177,12 @@ impl MemberIndex {
         user: &Arc<str>,
         m: &Arc<Membership>,
     ) {
+        let mut key = String::with_capacity(user.len() + org.len());
+        key.push_str(user);
+        key.push_str(org);
         let resolved = Resolved {
-            org: Arc::clone(org),
-            user: Arc::clone(user),
+            key: key.into_boxed_str(),
+            user_len: u32::try_from(user.len()).unwrap_or(u32::MAX),
             membership: Arc::clone(m),
             roles: snapshot.roles_of(org, m).into_iter().collect(),
         };
@@ -170,10 +191,16 @@ impl MemberIndex {
         let Some(shard) = self.shard_mut(hash) else {
             return;
         };
-        match shard.find_mut(hash, |r| r.user == *user && r.org == *org) {
+        match shard.find_mut(hash, |r| r.is(org, user)) {
             Some(slot) => *slot = resolved,
             None => {
-                shard.insert_unique(hash, resolved, |r| hasher.hash_one((&*r.org, &*r.user)));
+                shard.insert_unique(hash, resolved, |r| {
+                    let (user, org) = r
+                        .key
+                        .split_at_checked(r.user_len as usize)
+                        .unwrap_or((&r.key, ""));
+                    hasher.hash_one((org, user))
+                });
                 self.len += 1;
             }
         }
@@ -181,15 +208,15 @@ impl MemberIndex {
 
     fn remove(&mut self, org: &str, user: &str) {
         let hash = self.hash(org, user);
-        let found = self.shards.get(self.shard_of(hash)).is_some_and(|s| {
-            s.find(hash, |r| &*r.user == user && &*r.org == org)
-                .is_some()
-        });
+        let found = self
+            .shards
+            .get(self.shard_of(hash))
+            .is_some_and(|s| s.find(hash, |r| r.is(org, user)).is_some());
         if !found {
             return;
         }
         if let Some(shard) = self.shard_mut(hash) {
-            if let Ok(entry) = shard.find_entry(hash, |r| &*r.user == user && &*r.org == org) {
+            if let Ok(entry) = shard.find_entry(hash, |r| r.is(org, user)) {
                 entry.remove();
                 self.len -= 1;
             }
@@ -300,11 +327,7 @@ impl crate::snapshot::Data {
             index: MemberIndex::default(),
         }));
         let index = match before {
-            Some((data, touched)) => data.index.updated(
-                &policy,
-                &members,
-                touched.iter().map(|(o, u)| (o.as_str(), u.as_str())),
-            ),
+            Some((data, touched)) => data.index.updated(&policy, &members, touched),
             None => MemberIndex::build(&policy, &members),
         };
         Self {
