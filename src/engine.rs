@@ -1108,7 +1108,7 @@ impl Engine {
         };
         // Memberships must name roles that exist where they are held.
         let mut memberships = Vec::new();
-        fx.members.sort();
+        fx.members.sort_unstable();
         fx.members.dedup();
         for (org, user) in &fx.members {
             let after = draft.membership(org, user);
