@@ -602,3 +602,45 @@ fn permission_names_and_sizes_follow_the_lineage() {
     );
     assert_eq!(again.permission_name(read), Some("a:read"));
 }
+
+#[test]
+fn a_group_mapping_changed_after_the_membership_resolves_it_again() {
+    // The membership index resolves roles when a snapshot is published: a
+    // batch that only remaps a group must still reach memberships it did
+    // not touch.
+    let mut policy = Policy::new();
+    policy.permission("a:read");
+    policy.role("viewer").grant("a:read");
+    policy.organization("o");
+    let engine = Engine::new(&policy).unwrap();
+    let meta = || ChangeMeta::by("test");
+    engine
+        .apply(
+            Change::SetMembership {
+                organization: "o".into(),
+                user: "u".into(),
+                roles: vec![],
+                groups: Some(vec!["Eng".into()]),
+                creator: false,
+            },
+            meta(),
+        )
+        .unwrap();
+    let read = Requirement::permission(&engine.snapshot(), "a:read").unwrap();
+    assert!(engine.snapshot().user_roles("o", "u").is_empty());
+    assert!(!engine.snapshot().user_principal("o", "u").satisfies(&read));
+    engine
+        .apply(
+            Change::SetGroupRoles {
+                organization: "o".into(),
+                group: "Eng".into(),
+                roles: vec!["viewer".into()],
+            },
+            meta(),
+        )
+        .unwrap();
+    let s = engine.snapshot();
+    rolegraph_testkit::membership_equivalent(&s, "o", "u").unwrap();
+    assert_eq!(s.user_roles("o", "u"), [s.role(None, "viewer").unwrap()]);
+    assert!(s.user_principal("o", "u").satisfies(&read));
+}
