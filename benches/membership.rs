@@ -63,7 +63,7 @@ fn bench_check(c: &mut Criterion) {
     assert_eq!(snapshot.memberships_len(), MEMBERS);
     let requirement =
         Requirement::permission(&snapshot, &common::permission_name(0)).expect("declared");
-    let mut rng = common::SplitMix64::new(0x7573_6572_73); // "users"
+    let mut rng = common::SplitMix64::new(0x0075_7365_7273); // "users"
     let asks: Vec<(String, String)> = (0..ROTATION)
         .map(|_| {
             let i = rng.below(MEMBERS);

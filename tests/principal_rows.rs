@@ -19,17 +19,17 @@ fn perm(i: usize) -> String {
 fn policy(perms: usize, bases: &[Vec<usize>], aliases: &[usize]) -> Policy {
     let mut p = Policy::new();
     for i in 0..perms {
-        p.permission(&perm(i));
+        p.permission(perm(i));
     }
     for (b, grants) in bases.iter().enumerate() {
-        let role = p.role(&format!("base{b}"));
+        let role = p.role(format!("base{b}"));
         for g in grants {
-            role.grant(&perm(g % perms));
+            role.grant(perm(g % perms));
         }
     }
     for (a, b) in aliases.iter().enumerate() {
-        p.role(&format!("alias{a}"))
-            .extends(&format!("base{}", b % bases.len()));
+        p.role(format!("alias{a}"))
+            .extends(format!("base{}", b % bases.len()));
     }
     p
 }
