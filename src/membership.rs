@@ -35,8 +35,9 @@ pub(crate) type Members = imbl::OrdMap<Arc<str>, imbl::OrdMap<Arc<str>, Arc<Memb
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
     /// The user key then the organization id, in one allocation so that a
-    /// probe compares both with one cache line.
-    key: Box<str>,
+    /// probe compares both with one cache line (shared: copying a shard
+    /// copies no string).
+    key: Arc<str>,
     user_len: u32,
     membership: Arc<Membership>,
     roles: SmallVec<[RoleId; 4]>,
@@ -181,7 +182,7 @@ impl MemberIndex {
         key.push_str(user);
         key.push_str(org);
         let resolved = Resolved {
-            key: key.into_boxed_str(),
+            key: Arc::from(key),
             user_len: u32::try_from(user.len()).unwrap_or(u32::MAX),
             membership: Arc::clone(m),
             roles: snapshot.roles_of(org, m).into_iter().collect(),
