@@ -201,9 +201,55 @@ fn bench_role_requirement(c: &mut Criterion) {
     group.finish();
 }
 
+/// Organizations of the multi-tenant workload (1,000,020 roles).
+const ORG_ROLES_ORGS: usize = 100_000;
+
+/// `check/token3/1000000`: the multi-tenant workload of issue 10
+/// ([`common::OrgRoles`], 5,000 permissions: 79-word rows), a token of 3
+/// organization roles of a rotating organization, built, checked and dropped.
+/// The three rows are read in place: no heap allocation
+/// (`tests/principal_alloc.rs` counts).
+fn bench_token3_org_roles(c: &mut Criterion) {
+    let workload = common::OrgRoles::new(ORG_ROLES_ORGS);
+    let snapshot = workload.policy.compile().expect("the workload compiles");
+    let requirement =
+        Requirement::permission(&snapshot, &common::permission_name(0)).expect("declared");
+    let mut rng = common::SplitMix64::new(0x6f72_6773); // "orgs"
+    let tokens: Vec<(String, [String; 3])> = (0..ROTATION)
+        .map(|i| {
+            (
+                common::org_id(rng.below(ORG_ROLES_ORGS)),
+                common::OrgRoles::token_roles(i),
+            )
+        })
+        .collect();
+    let p = snapshot.principal(Some(&tokens[0].0), &tokens[0].1);
+    assert_eq!(p.roles().len(), 3);
+    assert_eq!(p.unknown_roles(), 0);
+    let mut group = c.benchmark_group("check/token3");
+    group.bench_function(
+        BenchmarkId::from_parameter(snapshot.roles_len() / 1_000 * 1_000),
+        |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % ROTATION;
+                let (org, roles) = black_box(&tokens[i]);
+                let principal = snapshot.principal(Some(org), roles);
+                principal.satisfies(black_box(&requirement))
+            });
+        },
+    );
+    group.finish();
+}
+
 // `criterion_group!` makes an undocumented `pub fn`: inside a private module
 // it is not public API, so `missing_docs` leaves it alone.
 mod group {
-    criterion::criterion_group!(benches, super::bench_check, super::bench_role_requirement);
+    criterion::criterion_group!(
+        benches,
+        super::bench_check,
+        super::bench_role_requirement,
+        super::bench_token3_org_roles
+    );
 }
 criterion_main!(group::benches);

@@ -20,6 +20,11 @@ const SCAN_ROLES: usize = 16;
 /// Words kept inline in a principal: 1,024 permissions without a heap allocation.
 const INLINE_WORDS: usize = 16;
 
+/// Distinct rows a principal of a wide policy (more than [`INLINE_WORDS`]
+/// words) reads in place before it copies their union: a check ORs one word
+/// of each, so up to this many rows cost a few loads and no allocation.
+const LAZY_ROWS: usize = 8;
+
 /// The verified claims of an access token that authorization reads.
 ///
 /// Deserializes straight from a Scalekit access token's payload (`oid`,
@@ -49,9 +54,25 @@ pub struct Claims {
 pub struct Principal {
     snapshot: Snapshot,
     lineage: u64,
-    bits: SmallVec<[u64; INLINE_WORDS]>,
+    bits: Bits,
     roles: SmallVec<[RoleId; 4]>,
     unknown_roles: usize,
+}
+
+/// A principal's permissions: rows of its snapshot read in place, or a copy.
+///
+/// One distinct row (a single role, or roles whose rows are equal, as the
+/// organization roles that only extend an environment role) is never copied.
+/// In a narrow policy (at most [`INLINE_WORDS`] words) a union of several
+/// rows is copied inline, so a check stays one load; in a wide one, up to
+/// [`LAZY_ROWS`] distinct rows are read in place and OR-ed per checked word,
+/// so no request of a few roles touches the heap.
+#[derive(Clone, Debug)]
+enum Bits {
+    /// The OR of these rows (distinct keys) of the principal's snapshot.
+    Rows(SmallVec<[u32; LAZY_ROWS]>),
+    /// A copied union (plus claimed permissions), `width` words.
+    Owned(SmallVec<[u64; INLINE_WORDS]>),
 }
 
 impl Snapshot {
@@ -149,7 +170,7 @@ impl Snapshot {
         Principal {
             snapshot: self.clone(),
             lineage: self.data().lineage(),
-            bits: SmallVec::from_elem(0, self.width()),
+            bits: Bits::Rows(SmallVec::new()),
             roles: SmallVec::new(),
             unknown_roles: 0,
         }
@@ -174,7 +195,44 @@ impl Principal {
         };
         if new {
             self.roles.push(role);
-            bits::or_into(&mut self.bits, self.snapshot.row(role));
+            if let Some(index) = self.snapshot.data().index_of(role) {
+                self.add_row(self.snapshot.data().row_key(index));
+            }
+        }
+    }
+
+    /// ORs in the row stored under `key`: kept by key while it is the only
+    /// distinct row (or, in a wide policy, one of at most [`LAZY_ROWS`]),
+    /// else copied.
+    #[inline]
+    fn add_row(&mut self, key: u32) {
+        let width = self.snapshot.width();
+        match &mut self.bits {
+            Bits::Rows(keys) if keys.contains(&key) => {}
+            Bits::Rows(keys)
+                if keys.is_empty() || (width > INLINE_WORDS && keys.len() < LAZY_ROWS) =>
+            {
+                keys.push(key);
+            }
+            Bits::Rows(_) => {
+                self.materialize();
+                self.add_row(key);
+            }
+            Bits::Owned(words) => {
+                bits::or_into(words, self.snapshot.data().row_by_key(key));
+            }
+        }
+    }
+
+    /// Turns read-in-place rows into a copy of their union.
+    fn materialize(&mut self) {
+        if let Bits::Rows(keys) = &self.bits {
+            let data = self.snapshot.data();
+            let mut words: SmallVec<[u64; INLINE_WORDS]> = SmallVec::from_elem(0, data.width());
+            for &k in keys {
+                bits::or_into(&mut words, data.row_by_key(k));
+            }
+            self.bits = Bits::Owned(words);
         }
     }
 
@@ -187,7 +245,12 @@ impl Principal {
     {
         for name in permissions {
             if let Some(id) = self.snapshot.permission_id(name.as_ref()) {
-                bits::set(&mut self.bits, id.index());
+                if !self.has(id) {
+                    self.materialize();
+                    if let Bits::Owned(words) = &mut self.bits {
+                        bits::set(words, id.index());
+                    }
+                }
             }
         }
         self
@@ -224,7 +287,8 @@ impl Principal {
     #[must_use]
     #[inline]
     pub fn has(&self, permission: PermissionId) -> bool {
-        bits::test(&self.bits, permission.index())
+        let (word, mask) = bits::locate(permission.index());
+        u32::try_from(word).is_ok_and(|w| self.word(w) & mask != 0)
     }
 
     /// The resolved roles, in the order first seen.
@@ -248,7 +312,9 @@ impl Principal {
     /// Every permission the principal has, in name order.
     #[must_use]
     pub fn permissions(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = bits::ones(&self.bits)
+        let data = self.snapshot.data();
+        let words: Vec<u64> = (0..data.width()).map(|w| self.word(w as u32)).collect();
+        let mut out: Vec<&str> = bits::ones(&words)
             .filter_map(PermissionId::from_index)
             .filter_map(|id| self.snapshot.permission_name(id))
             .collect();
@@ -256,9 +322,19 @@ impl Principal {
         out
     }
 
+    /// Word `word` of the principal's permissions (0 past the end).
     #[inline]
     fn word(&self, word: u32) -> u64 {
-        self.bits.get(word as usize).copied().unwrap_or(0)
+        let w = word as usize;
+        match &self.bits {
+            Bits::Owned(words) => words.get(w).copied().unwrap_or(0),
+            Bits::Rows(keys) => {
+                let data = self.snapshot.data();
+                keys.iter().fold(0, |acc, &k| {
+                    acc | data.row_by_key(k).get(w).copied().unwrap_or(0)
+                })
+            }
+        }
     }
 }
 

@@ -950,11 +950,12 @@ impl Engine {
         options: EngineOptions,
         recovery: Option<Recovery>,
     ) -> Self {
-        let data = Data {
+        let data = Data::published(
             revision,
-            core: Arc::clone(&snapshot.arc().core),
-            members: model.members.clone(),
-        };
+            Arc::clone(&snapshot.arc().core),
+            model.members.clone(),
+            None,
+        );
         let journal_dir = journal.as_ref().map(|j| j.dir().to_path_buf());
         let state = State {
             revision,
@@ -1163,7 +1164,7 @@ impl Engine {
         };
         // Memberships must name roles that exist where they are held.
         let mut memberships = Vec::new();
-        fx.members.sort();
+        fx.members.sort_unstable();
         fx.members.dedup();
         for (org, user) in &fx.members {
             let after = draft.membership(org, user);
@@ -1237,11 +1238,17 @@ impl Engine {
         if history.len() > HISTORY_IN_MEMORY {
             history.pop_front();
         }
-        self.shared.current.store(Arc::new(Data {
+        // A batch that renames, renumbers or remaps roles changes how every
+        // membership resolves: the index is built again; else only the
+        // memberships it touched are resolved again.
+        let renamed = full || fx.structural || fx.defaults || !fx.created.is_empty();
+        let before = (!renamed).then_some((&*current, fx.members.as_slice()));
+        self.shared.current.store(Arc::new(Data::published(
             revision,
             core,
-            members: draft.members.clone(),
-        }));
+            draft.members.clone(),
+            before,
+        )));
         self.shared.state.store(Arc::new(State {
             revision,
             model: draft.clone(),

@@ -8,7 +8,7 @@ use crate::bits;
 pub(crate) use crate::compiled::ENV;
 use crate::compiled::{Core, Grant};
 use crate::ids::{PermissionId, RoleId};
-use crate::membership::Members;
+use crate::membership::{MemberIndex, Members};
 use crate::text::Quote;
 
 /// A compiled policy: immutable, `Send + Sync`, and cheap to clone (one `Arc`).
@@ -50,6 +50,8 @@ pub(crate) struct Data {
     pub(crate) revision: u64,
     pub(crate) core: Arc<Core>,
     pub(crate) members: Members,
+    /// `members` keyed for the user path, resolved against `core`.
+    pub(crate) index: MemberIndex,
 }
 
 impl std::ops::Deref for Data {
@@ -158,6 +160,7 @@ impl Snapshot {
             revision: 0,
             core: Arc::new(core),
             members: Members::default(),
+            index: MemberIndex::default(),
         }))
     }
 

@@ -161,13 +161,15 @@ fn change_strategy() -> impl Strategy<Value = Change> {
             0usize..3,
             0usize..4,
             prop::collection::vec(name.clone(), 0..3),
-            any::<bool>()
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(0usize..3, 0..3)),
         )
-            .prop_map(|(o, u, roles, creator)| Change::SetMembership {
+            .prop_map(|(o, u, roles, creator, groups)| Change::SetMembership {
                 organization: ["org_a", "org_b", "org_z"][o].into(),
                 user: format!("u{u}"),
                 roles: roles.into_iter().map(role_name).collect(),
-                groups: None,
+                // Directory groups: mapped ones, and ones no mapping names.
+                groups: groups.map(|g| g.into_iter().map(|i| GROUPS[i].to_owned()).collect()),
                 creator,
             }),
         (
@@ -273,6 +275,19 @@ proptest! {
             if let Err(diff) = rolegraph_testkit::equivalent(&live, &full, &probe) {
                 prop_assert!(false, "after {:?}: {}", batch, diff);
             }
+            // The membership index answers as the naive oracle, for every
+            // user and organization the strategies touch (and absent ones).
+            for o in ["org_a", "org_b", "org_c", "org_z"] {
+                for u in 0..5 {
+                    if let Err(diff) = rolegraph_testkit::membership_equivalent(&live, o, &format!("u{u}")) {
+                        prop_assert!(false, "after {:?}: {}", batch, diff);
+                    }
+                }
+            }
+            prop_assert_eq!(
+                live.memberships_len(),
+                ["org_a", "org_b", "org_c", "org_z"].iter().map(|o| (0..5).filter(|u| live.memberships_of(&format!("u{u}")).any(|(x, _)| x == *o)).count()).sum::<usize>()
+            );
             // Every membership names roles that exist where it is held.
             for o in ["org_a", "org_b", "org_z"] {
                 for u in 0..4 {
@@ -586,4 +601,46 @@ fn permission_names_and_sizes_follow_the_lineage() {
         "declared again, it gets its id back"
     );
     assert_eq!(again.permission_name(read), Some("a:read"));
+}
+
+#[test]
+fn a_group_mapping_changed_after_the_membership_resolves_it_again() {
+    // The membership index resolves roles when a snapshot is published: a
+    // batch that only remaps a group must still reach memberships it did
+    // not touch.
+    let mut policy = Policy::new();
+    policy.permission("a:read");
+    policy.role("viewer").grant("a:read");
+    policy.organization("o");
+    let engine = Engine::new(&policy).unwrap();
+    let meta = || ChangeMeta::by("test");
+    engine
+        .apply(
+            Change::SetMembership {
+                organization: "o".into(),
+                user: "u".into(),
+                roles: vec![],
+                groups: Some(vec!["Eng".into()]),
+                creator: false,
+            },
+            meta(),
+        )
+        .unwrap();
+    let read = Requirement::permission(&engine.snapshot(), "a:read").unwrap();
+    assert!(engine.snapshot().user_roles("o", "u").is_empty());
+    assert!(!engine.snapshot().user_principal("o", "u").satisfies(&read));
+    engine
+        .apply(
+            Change::SetGroupRoles {
+                organization: "o".into(),
+                group: "Eng".into(),
+                roles: vec!["viewer".into()],
+            },
+            meta(),
+        )
+        .unwrap();
+    let s = engine.snapshot();
+    rolegraph_testkit::membership_equivalent(&s, "o", "u").unwrap();
+    assert_eq!(s.user_roles("o", "u"), [s.role(None, "viewer").unwrap()]);
+    assert!(s.user_principal("o", "u").satisfies(&read));
 }

@@ -492,8 +492,17 @@ impl Model {
         }
         match next {
             Some(m) => {
-                let orgs = self.members.entry(Arc::from(user)).or_default();
-                orgs.insert(Arc::from(org), Arc::new(m));
+                // The user's key is allocated once, when first seen.
+                let m = Arc::new(m);
+                match self.members.get_mut(user) {
+                    Some(orgs) => {
+                        orgs.insert(Arc::from(org), m);
+                    }
+                    None => {
+                        self.members
+                            .insert(Arc::from(user), imbl::OrdMap::unit(Arc::from(org), m));
+                    }
+                }
             }
             None => {
                 if let Some(orgs) = self.members.get_mut(user) {
@@ -682,6 +691,17 @@ fn scope_from(roles: &[Role], default_member: Option<String>, groups: &[GroupRol
 /// `items` without repeats, first occurrences in order: one hash-set probe
 /// per item (a webhook's role list is input, so never quadratic).
 fn dedup(items: &[String]) -> Vec<String> {
+    // A membership's few roles: a scan of what is kept costs less than a
+    // hash set (at most 8 × 8 comparisons).
+    if items.len() <= 8 {
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        for i in items {
+            if !out.contains(i) {
+                out.push(i.clone());
+            }
+        }
+        return out;
+    }
     let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
     items
         .iter()

@@ -355,3 +355,75 @@ fn decide(s: &Snapshot, claims: &Claims, spec: &Spec) -> String {
     }
     out
 }
+
+/// The membership oracle: what `user` holds in `organization`, computed
+/// naively from the snapshot's ordered membership listing
+/// ([`Snapshot::memberships_of`]) and the policy's name resolution, never
+/// from the snapshot's membership index. Each role name resolved in the
+/// organization, then the environment; the directory groups' mapped roles
+/// (or the default member role when none maps); sorted by id, deduplicated.
+/// `None` for a user who is not a member.
+#[must_use]
+pub fn membership_roles(s: &Snapshot, organization: &str, user: &str) -> Option<Vec<RoleId>> {
+    let (_, m) = s.memberships_of(user).find(|(o, _)| *o == organization)?;
+    let mut roles: Vec<RoleId> = m
+        .roles
+        .iter()
+        .filter_map(|r| s.role(Some(organization), r))
+        .collect();
+    if !m.groups.is_empty() {
+        roles.extend(
+            s.roles_for_groups(organization, &m.groups)
+                .unwrap_or_default(),
+        );
+    }
+    roles.sort_unstable();
+    roles.dedup();
+    Some(roles)
+}
+
+/// Whether the snapshot's fast user path (`membership`, `user_roles`,
+/// `user_principal`) agrees with [`membership_roles`] for `user` in
+/// `organization`, the principal permission by permission against the OR
+/// of the roles' rows. `Err` names the difference.
+///
+/// # Errors
+///
+/// A one-line description of the first difference.
+pub fn membership_equivalent(s: &Snapshot, organization: &str, user: &str) -> Result<(), String> {
+    let listed = s
+        .memberships_of(user)
+        .find(|(o, _)| *o == organization)
+        .map(|(_, m)| m.clone());
+    let indexed = s.membership(organization, user).cloned();
+    if listed != indexed {
+        return Err(format!(
+            "membership {organization}/{user}: listed {listed:?}, indexed {indexed:?}"
+        ));
+    }
+    let expected = membership_roles(s, organization, user).unwrap_or_default();
+    let got = s.user_roles(organization, user);
+    if got != expected {
+        return Err(format!(
+            "roles of {organization}/{user}: index {got:?}, oracle {expected:?}"
+        ));
+    }
+    let principal = s.user_principal(organization, user);
+    if principal.roles() != expected.as_slice() {
+        return Err(format!(
+            "principal of {organization}/{user} holds {:?}, oracle {expected:?}",
+            principal.roles()
+        ));
+    }
+    for p in s.permissions() {
+        let want = expected.iter().any(|r| s.role_has_permission(*r, p));
+        let id = s.permission_id(p);
+        let has = id.is_some_and(|id| principal.has(id));
+        if has != want {
+            return Err(format!(
+                "principal of {organization}/{user} on `{p}`: {has}, rows say {want}"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -176,8 +176,8 @@ pub const USER_ORG: &str = "org_1";
 /// rolegraph asked about a *user*, as casbin and Cedar are: the engine
 /// stores every user's membership (user → roles, in [`USER_ORG`]), and the
 /// timed path resolves the user's roles from it — one snapshot load, the
-/// membership lookup, each role name resolved, then the principal and the
-/// bit test ([`Snapshot::user_principal`](rolegraph::Snapshot::user_principal)).
+/// membership index probe (the role names were resolved when the snapshot
+/// was published), then the principal and the bit test ([`Snapshot::user_principal`](rolegraph::Snapshot::user_principal)).
 /// Tokens (W2, W3, W6) go the token way, as [`Rolegraph`] does.
 pub struct RolegraphUser {
     engine: Engine,
