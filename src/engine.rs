@@ -622,6 +622,13 @@ enum Prepared {
 /// A validated, compiled batch, not yet logged or published.
 struct Batch {
     draft: Model,
+    /// The published data the batch was prepared on: the membership index
+    /// is updated from it.
+    data_before: Arc<Data>,
+    /// Whether the batch renames, renumbers or remaps roles (the index is
+    /// then built again), and the memberships it touched.
+    renamed: bool,
+    touched: Vec<(String, String)>,
     core_before: Arc<crate::compiled::Core>,
     core: Arc<crate::compiled::Core>,
     full: bool,
@@ -1199,9 +1206,16 @@ impl Engine {
             changes,
             memberships,
         };
+        // A batch that renames, renumbers or remaps roles changes how every
+        // membership resolves: the index is built again; else only the
+        // memberships it touched are resolved again.
+        let renamed = full || fx.structural || fx.defaults || !fx.created.is_empty();
         Ok(Prepared::Ready(Box::new(Batch {
             draft,
             core_before: Arc::clone(&current.core),
+            data_before: current,
+            renamed,
+            touched: fx.members,
             core,
             full,
             entry,
@@ -1216,6 +1230,9 @@ impl Engine {
     fn commit(&self, writer: &mut Writer, batch: Batch) -> Result<Outcome, ChangeError> {
         let Batch {
             draft,
+            data_before,
+            renamed,
+            touched,
             core_before,
             core,
             full,
@@ -1238,11 +1255,7 @@ impl Engine {
         if history.len() > HISTORY_IN_MEMORY {
             history.pop_front();
         }
-        // A batch that renames, renumbers or remaps roles changes how every
-        // membership resolves: the index is built again; else only the
-        // memberships it touched are resolved again.
-        let renamed = full || fx.structural || fx.defaults || !fx.created.is_empty();
-        let before = (!renamed).then_some((&*current, fx.members.as_slice()));
+        let before = (!renamed).then_some((&*data_before, touched.as_slice()));
         self.shared.current.store(Arc::new(Data::published(
             revision,
             core,

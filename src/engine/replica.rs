@@ -422,11 +422,12 @@ impl Engine {
         }
         // Publish the whole state; the history between the two revisions
         // is not this instance's to tell.
-        self.shared.current.store(Arc::new(Data {
+        self.shared.current.store(Arc::new(Data::published(
             revision,
-            core: Arc::clone(&snapshot.arc().core),
-            members: model.members.clone(),
-        }));
+            Arc::clone(&snapshot.arc().core),
+            model.members.clone(),
+            None,
+        )));
         self.shared.state.store(Arc::new(State {
             revision,
             model: model.clone(),
