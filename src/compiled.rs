@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ahash::AHashMap;
 use hashbrown::HashTable;
 
-use crate::bits::{self, BitMatrix};
+use crate::bits;
 use crate::ids::{PermissionId, RoleId};
 
 /// The scope number of environment roles.
@@ -239,6 +239,176 @@ impl RoleIndex {
     }
 }
 
+/// "No row yet": the key of a role added by a patch before it is flattened.
+const NO_ROW: u32 = u32::MAX;
+
+/// The distinct permission rows, each stored once (hash-consed).
+///
+/// Roles point at a row by key (a slot number). A row is never written
+/// while a role points at it: a role whose permissions change is re-pointed
+/// at another row (an existing equal one, or a new one), so a row shared by
+/// 50,000 roles is copy-on-write by construction. Every slot in use holds a
+/// row some role points at (`refs` counts them): a row whose last role
+/// leaves is removed from the table at once and its slot reused, so the
+/// stored rows are exactly the distinct effective permission sets. Slots
+/// never outnumber the rows ever live at once; [`RowArena::compacted`] gives
+/// the memory of freed slots back when they dominate.
+#[derive(Clone)]
+struct RowArena {
+    width: usize,
+    /// Slot `k`'s row at `k * width`.
+    words: Vec<u64>,
+    /// Slot -> the roles pointing at it; 0 for a free slot.
+    refs: Vec<u32>,
+    free: Vec<u32>,
+    /// The slots in use, by row content.
+    table: HashTable<u32>,
+    state: ahash::RandomState,
+}
+
+impl RowArena {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            words: Vec::new(),
+            refs: Vec::new(),
+            free: Vec::new(),
+            table: HashTable::new(),
+            state: ahash::RandomState::new(),
+        }
+    }
+
+    #[inline]
+    fn row(&self, key: u32) -> &[u64] {
+        let start = (key as usize).saturating_mul(self.width);
+        self.words
+            .get(start..start.saturating_add(self.width))
+            .unwrap_or(&[])
+    }
+
+    /// Rows stored (slots in use).
+    fn live(&self) -> usize {
+        self.refs.len() - self.free.len()
+    }
+
+    fn hash(&self, row: &[u64]) -> u64 {
+        self.state.hash_one(row)
+    }
+
+    /// The key of a row equal to `row` (`width` words), one more role
+    /// pointing at it: an existing row, else a new one. `None` when keys
+    /// run out.
+    fn intern(&mut self, row: &[u64]) -> Option<u32> {
+        let hash = self.hash(row);
+        let (words, width) = (&self.words, self.width);
+        let at = |k: u32| {
+            let s = k as usize * width;
+            words.get(s..s + width)
+        };
+        if let Some(&k) = self.table.find(hash, |&k| at(k) == Some(row)) {
+            if let Some(r) = self.refs.get_mut(k as usize) {
+                *r += 1;
+            }
+            return Some(k);
+        }
+        let k = match self.free.pop() {
+            Some(k) => {
+                let s = k as usize * width;
+                if let Some(dst) = self.words.get_mut(s..s + width) {
+                    dst.copy_from_slice(row);
+                }
+                k
+            }
+            None => {
+                let k = u32::try_from(self.refs.len())
+                    .ok()
+                    .filter(|&k| k != NO_ROW)?;
+                self.words.extend_from_slice(row);
+                self.refs.push(0);
+                k
+            }
+        };
+        if let Some(r) = self.refs.get_mut(k as usize) {
+            *r = 1;
+        }
+        let (words, state) = (&self.words, &self.state);
+        self.table.insert_unique(hash, k, |&k| {
+            let s = k as usize * width;
+            state.hash_one(words.get(s..s + width).unwrap_or(&[]))
+        });
+        Some(k)
+    }
+
+    /// One more role points at `key`.
+    #[inline]
+    fn retain(&mut self, key: u32) {
+        if let Some(r) = self.refs.get_mut(key as usize) {
+            *r += 1;
+        }
+    }
+
+    /// One role fewer points at `key`; the row is dropped with its last role.
+    fn release(&mut self, key: u32) {
+        let Some(r) = self.refs.get_mut(key as usize) else {
+            return;
+        };
+        *r = r.saturating_sub(1);
+        if *r > 0 {
+            return;
+        }
+        let hash = self.hash(self.row(key));
+        if let Ok(entry) = self.table.find_entry(hash, |&k| k == key) {
+            entry.remove();
+        }
+        self.free.push(key);
+    }
+
+    /// The same rows, `width` words wide (cut, or padded with zeros), and
+    /// `remap` from old keys to new ones: rows made equal by the cut (or by
+    /// `clear`, a bit cleared in every row) are merged, and only live rows
+    /// are kept, densely numbered. `NO_ROW` maps to itself.
+    fn compacted(&self, width: usize, clear: Option<usize>) -> (Self, Vec<u32>) {
+        let mut out = Self::new(width);
+        out.state = self.state.clone();
+        let mut remap = vec![NO_ROW; self.refs.len()];
+        let mut row = vec![0u64; width];
+        for (k, &refs) in self.refs.iter().enumerate() {
+            if refs == 0 {
+                continue;
+            }
+            row.fill(0);
+            let src = self.row(k as u32);
+            let n = src.len().min(width);
+            if let (Some(d), Some(s)) = (row.get_mut(..n), src.get(..n)) {
+                d.copy_from_slice(s);
+            }
+            if let Some(bit) = clear {
+                let (word, mask) = bits::locate(bit);
+                if let Some(w) = row.get_mut(word) {
+                    *w &= !mask;
+                }
+            }
+            let Some(new) = out.intern(&row) else {
+                continue;
+            };
+            // `intern` counted one role; the old row's roles all move over.
+            if let Some(r) = out.refs.get_mut(new as usize) {
+                *r += refs - 1;
+            }
+            if let Some(slot) = remap.get_mut(k) {
+                *slot = new;
+            }
+        }
+        (out, remap)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.words.capacity() * 8
+            + (self.refs.capacity() + self.free.capacity()) * 4
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
 /// One organization's defaults and group mapping.
 #[derive(Debug, Clone)]
 pub(crate) struct Org {
@@ -426,7 +596,10 @@ pub(crate) struct Core {
     /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
     grants: Arc<Csr>,
     wildcards: Arc<Vec<Box<str>>>,
-    rows: Arc<BitMatrix>,
+    /// The distinct rows, each stored once.
+    rows: Arc<RowArena>,
+    /// Role -> the key of its row in `rows`.
+    row_keys: Arc<Vec<u32>>,
     /// Role -> the longest chain from it, counted in roles.
     depth: Arc<Vec<u32>>,
     max_depth: u32,
@@ -459,7 +632,8 @@ impl Core {
             dependents: Arc::new(dependents),
             grants: Arc::new(parts.grants),
             wildcards: Arc::new(parts.wildcards),
-            rows: Arc::new(BitMatrix::new(n, width)),
+            rows: Arc::new(RowArena::new(width)),
+            row_keys: Arc::new(vec![NO_ROW; n]),
             depth: Arc::new(vec![0; n]),
             max_depth: 0,
             orgs: Arc::new(parts.orgs),
@@ -481,25 +655,60 @@ impl Core {
     /// closed if the roles outside it were.
     fn flatten(&mut self, order: &[usize]) {
         let rows = Arc::make_mut(&mut self.rows);
+        let keys = Arc::make_mut(&mut self.row_keys);
         let depth = Arc::make_mut(&mut self.depth);
+        let mut scratch = vec![0u64; rows.width];
         let mut changed = false;
         for &r in order {
-            let row = rows.row_mut(r);
-            row.fill(0);
-            for &g in self.grants.get(r) {
-                match decode(&self.wildcards, g) {
-                    Some(Grant::Exact(id)) => bits::set(row, id.index()),
-                    Some(Grant::Prefix(prefix)) => {
-                        for id in self.perms.matching(prefix) {
-                            bits::set(row, id.index());
+            let grants = self.grants.get(r);
+            let bases = self.bases.get(r);
+            let key_of = |b: u32| keys.get(b as usize).copied().unwrap_or(NO_ROW);
+            // A role that only extends roles sharing one row has that row:
+            // the common case of multi-tenant policies, found without
+            // reading a word (the result is the same as computing it).
+            let shared = match bases.split_first() {
+                Some((&first, rest)) if grants.is_empty() => {
+                    let k = key_of(first);
+                    (k != NO_ROW && rest.iter().all(|&b| key_of(b) == k)).then_some(k)
+                }
+                _ => None,
+            };
+            let new = match shared {
+                Some(k) => {
+                    rows.retain(k);
+                    k
+                }
+                None => {
+                    scratch.fill(0);
+                    for &g in grants {
+                        match decode(&self.wildcards, g) {
+                            Some(Grant::Exact(id)) => bits::set(&mut scratch, id.index()),
+                            Some(Grant::Prefix(prefix)) => {
+                                for id in self.perms.matching(prefix) {
+                                    bits::set(&mut scratch, id.index());
+                                }
+                            }
+                            None => {}
                         }
                     }
-                    None => {}
+                    for &b in bases {
+                        bits::or_into(&mut scratch, rows.row(key_of(b)));
+                    }
+                    // INVARIANT: keys cannot run out: there are fewer
+                    // distinct rows than roles, whose ids fit below `NO_ROW`.
+                    rows.intern(&scratch).unwrap_or(NO_ROW)
+                }
+            };
+            // The new row is counted before the old one is released, so a
+            // row that stays the same is never freed and stored again.
+            if let Some(slot) = keys.get_mut(r) {
+                let old = std::mem::replace(slot, new);
+                if old != NO_ROW {
+                    rows.release(old);
                 }
             }
             let mut d = 0;
-            for &b in self.bases.get(r) {
-                rows.or_row(r, b as usize);
+            for &b in bases {
                 d = d.max(depth.get(b as usize).copied().unwrap_or(0));
             }
             if let Some(slot) = depth.get_mut(r) {
@@ -510,6 +719,22 @@ impl Core {
         if changed {
             self.max_depth = depth.iter().copied().max().unwrap_or(0);
         }
+    }
+
+    /// Renumbers the rows densely when freed slots outnumber the rows in
+    /// use (after patches moved many roles off their rows), and at a new
+    /// `width`, or with `clear` cleared in every row, always.
+    fn compact(&mut self, width: usize, clear: Option<usize>) {
+        let (rows, remap) = self.rows.compacted(width, clear);
+        let identity = remap.iter().enumerate().all(|(k, &n)| n as usize == k);
+        if !identity {
+            for key in Arc::make_mut(&mut self.row_keys).iter_mut() {
+                if let Some(&n) = remap.get(*key as usize) {
+                    *key = n;
+                }
+            }
+        }
+        self.rows = Arc::new(rows);
     }
 
     /// A copy to patch; see [`Draft`].
@@ -603,13 +828,32 @@ impl Core {
     /// A role's closed permission row (empty for an out-of-range index).
     #[inline]
     pub(crate) fn row(&self, role: usize) -> &[u64] {
-        self.rows.row(role)
+        self.row_by_key(self.row_key(role))
+    }
+
+    /// The key of a role's row: roles with equal rows have equal keys
+    /// (`u32::MAX`, which keys no row, for an out-of-range index).
+    #[inline]
+    pub(crate) fn row_key(&self, role: usize) -> u32 {
+        self.row_keys.get(role).copied().unwrap_or(NO_ROW)
+    }
+
+    /// The row stored under `key` (empty for a key no row has).
+    #[inline]
+    pub(crate) fn row_by_key(&self, key: u32) -> &[u64] {
+        self.rows.row(key)
+    }
+
+    /// The number of distinct rows stored: exactly the number of distinct
+    /// permission sets among the roles.
+    pub(crate) fn rows_stored(&self) -> usize {
+        self.rows.live()
     }
 
     /// Row width in words.
     #[inline]
     pub(crate) fn width(&self) -> usize {
-        self.rows.width()
+        self.rows.width
     }
 
     /// The longest inheritance chain, counted in roles.
@@ -705,9 +949,10 @@ impl Core {
         members
     }
 
-    /// Bytes taken by the permission rows.
+    /// Bytes taken by the permission rows: the distinct rows, and each
+    /// role's key.
     pub(crate) fn bitset_bytes(&self) -> usize {
-        self.rows.heap_bytes()
+        self.rows.heap_bytes() + self.row_keys.capacity() * 4
     }
 
     /// Bytes of heap held, approximately.
@@ -734,7 +979,7 @@ impl Core {
             + self.dependents.heap_bytes()
             + self.grants.heap_bytes()
             + self.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
-            + self.rows.heap_bytes()
+            + self.bitset_bytes()
             + org_bytes
             + self.org_index.capacity() * 21
     }
@@ -776,8 +1021,10 @@ impl Draft {
         // INVARIANT: the bit can only come from a grant of the permission,
         // which the caller also removes, a wildcard, which no longer matches
         // it, or a base's row, cleared here too: clearing it everywhere is
-        // what recomputing every row would give.
-        Arc::make_mut(&mut self.core.rows).clear_column(id.index());
+        // what recomputing every row would give. Rows that differed only in
+        // it are merged, so each distinct row stays stored once.
+        let width = self.core.rows.width;
+        self.core.compact(width, Some(id.index()));
         Some(())
     }
 
@@ -873,8 +1120,11 @@ impl Draft {
             core.grants = Arc::new(core.grants.rebuilt(n, &self.new_grants)?);
         }
         let width = bits::words_for(core.perms.slots());
-        if width != core.rows.width() || core.rows.rows() != n {
-            core.rows = Arc::new(core.rows.reshaped(n, width));
+        if width != core.rows.width {
+            core.compact(width, None);
+        }
+        if core.row_keys.len() != n {
+            Arc::make_mut(&mut core.row_keys).resize(n, NO_ROW);
         }
         if core.depth.len() != n {
             Arc::make_mut(&mut core.depth).resize(n, 0);
@@ -883,6 +1133,12 @@ impl Draft {
         self.dirty.dedup();
         let order = topological_order(&core.bases, &core.dependents, Some(&self.dirty))?;
         core.flatten(&order);
+        // Slots freed by the patch are reused by the next one; when they
+        // outnumber the rows in use, they are given back (bounded memory).
+        let rows = &core.rows;
+        if rows.free.len() > 64 && rows.free.len() > rows.live() {
+            core.compact(width, None);
+        }
         core.id = next_id();
         Some(self.core)
     }
