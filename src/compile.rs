@@ -13,6 +13,8 @@ mod error;
 
 use std::collections::VecDeque;
 
+use std::collections::hash_map::Entry;
+
 use ahash::{AHashMap, AHashSet};
 use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -90,8 +92,13 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
     // Roles: environment first, then each organization's; their ids are
     // tagged with a new numbering (a patch keeps it, another compile not).
     let numbering = compiled::next_id() as u32;
-    let mut defs: Vec<(&Role, u32)> = Vec::with_capacity(policy.roles.len());
-    let mut lookup: AHashMap<(u32, &str), RoleId> = AHashMap::with_capacity(policy.roles.len());
+    let total_roles = policy.roles.len()
+        + orgs_in
+            .iter()
+            .map(|o| o.roles.len())
+            .fold(0usize, usize::saturating_add);
+    let mut defs: Vec<(&Role, u32)> = Vec::with_capacity(total_roles);
+    let mut lookup: AHashMap<(u32, &str), RoleId> = AHashMap::with_capacity(total_roles);
     let scopes = std::iter::once((ENV, policy.roles.as_slice())).chain(
         orgs_in
             .iter()
@@ -101,36 +108,35 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
     let mut too_many_roles = false;
     for (scope, roles) in scopes {
         for role in roles {
-            let organization = org_name(scope);
+            // The organization's name is only copied into a problem.
             if !is_valid_name(&role.name) {
                 problems.push(Problem::InvalidRoleName {
-                    organization,
+                    organization: org_name(scope),
                     name: role.name.clone(),
                 });
                 continue;
             }
-            if lookup.contains_key(&(scope, role.name.as_str())) {
-                problems.push(Problem::DuplicateRole {
-                    organization,
-                    name: role.name.clone(),
-                });
-                continue;
-            }
-            if let Some(org) =
-                organization.filter(|_| lookup.contains_key(&(ENV, role.name.as_str())))
-            {
+            if scope != ENV && lookup.contains_key(&(ENV, role.name.as_str())) {
                 problems.push(Problem::ShadowsEnvironmentRole {
-                    organization: org,
+                    organization: org_name(scope).unwrap_or_default(),
                     name: role.name.clone(),
                 });
                 continue;
             }
-            let Some(id) = RoleId::new(defs.len(), numbering) else {
-                too_many_roles = true;
-                break;
-            };
-            lookup.insert((scope, role.name.as_str()), id);
-            defs.push((role, scope));
+            match lookup.entry((scope, role.name.as_str())) {
+                Entry::Occupied(_) => problems.push(Problem::DuplicateRole {
+                    organization: org_name(scope),
+                    name: role.name.clone(),
+                }),
+                Entry::Vacant(slot) => {
+                    let Some(id) = RoleId::new(defs.len(), numbering) else {
+                        too_many_roles = true;
+                        break;
+                    };
+                    slot.insert(id);
+                    defs.push((role, scope));
+                }
+            }
         }
     }
     if too_many_roles {
@@ -286,13 +292,17 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
         });
     }
 
-    // Cycles.
-    let names: Vec<&str> = defs.iter().map(|(r, _)| r.name.as_str()).collect();
-    problems.extend(find_cycles(&bases, &names, |i| {
-        defs.get(i).and_then(|(_, s)| org_name(*s))
-    }));
-
+    // Cycles: an acyclic graph is simply ordered and flattened; only when
+    // it cannot be (or other problems are reported anyway) are the strongly
+    // connected sets searched, to report every cycle with a path.
+    let cycles = |bases: &Csr| {
+        let names: Vec<&str> = defs.iter().map(|(r, _)| r.name.as_str()).collect();
+        find_cycles(bases, &names, |i| {
+            defs.get(i).and_then(|(_, s)| org_name(*s))
+        })
+    };
     if !problems.is_empty() {
+        problems.extend(cycles(&bases));
         return Err(CompileError::new(problems));
     }
 
@@ -308,7 +318,7 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
         role_scope.push(*scope);
     }
     // Flattened in topological order by the compiled core's one flattener.
-    Core::build(Parts {
+    let built = Core::build(Parts {
         lineage: previous.map_or_else(compiled::next_id, Core::lineage),
         numbering,
         perms,
@@ -321,9 +331,9 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
         org_index,
         default_creator,
         default_member,
-    })
-    // INVARIANT: `find_cycles` found none, so every role can be ordered.
-    .ok_or_else(|| CompileError::new(Vec::new()))
+    });
+    // The roles could not all be ordered: there is a cycle to report.
+    built.map_err(|bases| CompileError::new(cycles(&bases)))
 }
 
 /// Every strongly connected set with a cycle, each with one concrete path.

@@ -58,42 +58,86 @@ fn end_offset(len: usize, add: usize) -> Option<u32> {
     u32::try_from(len.checked_add(add)?).ok()
 }
 
-/// Names packed end to end in one string.
-#[derive(Debug, Clone, Default)]
+/// A list of names, each distinct name stored once: org role names repeat
+/// across organizations (`admin` in each of 100,000 of them), so the list
+/// holds a 4-byte reference per entry and the text of each distinct name.
+#[derive(Clone, Default)]
 pub(crate) struct Names {
+    /// The distinct names, packed end to end.
     text: String,
     ends: Vec<u32>,
+    /// Entry -> its distinct name.
+    ids: Vec<u32>,
+    /// The distinct names, by content.
+    index: HashTable<u32>,
+    state: ahash::RandomState,
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((0..self.ids.len()).map(|i| self.get(i)))
+            .finish()
+    }
 }
 
 impl Names {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
-            text: String::with_capacity(n.saturating_mul(12)),
-            ends: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            ..Self::default()
         }
+    }
+
+    fn distinct(&self, d: u32) -> &str {
+        let start = match (d as usize).checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        } as usize;
+        let end = self.ends.get(d as usize).copied().unwrap_or(0) as usize;
+        self.text.get(start..end).unwrap_or("")
     }
 
     /// Appends `name`; `None` (and nothing appended) when the packed text
     /// would outgrow its `u32` offsets.
     #[must_use]
     pub(crate) fn push(&mut self, name: &str) -> Option<()> {
-        let end = end_offset(self.text.len(), name.len())?;
-        self.text.push_str(name);
-        self.ends.push(end);
+        let hash = self.state.hash_one(name);
+        let found = self
+            .index
+            .find(hash, |&d| self.distinct(d) == name)
+            .copied();
+        let d = match found {
+            Some(d) => d,
+            None => {
+                let end = end_offset(self.text.len(), name.len())?;
+                let d = u32::try_from(self.ends.len()).ok()?;
+                self.text.push_str(name);
+                self.ends.push(end);
+                let (text, ends, state) = (&self.text, &self.ends, &self.state);
+                self.index.insert_unique(hash, d, |&d| {
+                    let start = match (d as usize).checked_sub(1) {
+                        Some(prev) => ends.get(prev).copied().unwrap_or(0),
+                        None => 0,
+                    } as usize;
+                    let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
+                    state.hash_one(text.get(start..end).unwrap_or(""))
+                });
+                d
+            }
+        };
+        self.ids.push(d);
         Some(())
     }
 
     pub(crate) fn get(&self, i: usize) -> &str {
-        let start = match i.checked_sub(1) {
-            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
-            None => 0,
-        } as usize;
-        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
-        self.text.get(start..end).unwrap_or("")
+        self.ids.get(i).map_or("", |&d| self.distinct(d))
     }
 
     fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4
+        self.text.capacity()
+            + (self.ends.capacity() + self.ids.capacity()) * 4
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 }
 
@@ -188,6 +232,11 @@ impl Csr {
             offsets: counts,
             items,
         }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.offsets.shrink_to_fit();
+        self.items.shrink_to_fit();
     }
 
     fn heap_bytes(&self) -> usize {
@@ -613,10 +662,13 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Flattens validated parts. `None` when the bases have a cycle (the
-    /// compiler reports cycles before it gets here).
-    pub(crate) fn build(parts: Parts) -> Option<Self> {
+    /// Flattens validated parts; when the bases have a cycle, gives them
+    /// back (for the compiler to find and report every cycle: ordering an
+    /// acyclic graph is cheaper than looking for cycles first).
+    pub(crate) fn build(mut parts: Parts) -> Result<Self, Csr> {
         let n = parts.role_scope.len();
+        parts.bases.shrink_to_fit();
+        parts.grants.shrink_to_fit();
         let role_index = RoleIndex::build(&parts.role_names, &parts.role_scope);
         let dependents = parts.bases.transpose(n);
         let width = bits::words_for(parts.perms.slots());
@@ -642,9 +694,11 @@ impl Core {
             default_member: parts.default_member,
             extending: Arc::default(),
         };
-        let order = topological_order(&core.bases, &core.dependents, None)?;
+        let Some(order) = topological_order(&core.bases, &core.dependents, None) else {
+            return Err(Arc::unwrap_or_clone(core.bases));
+        };
         core.flatten(&order);
-        Some(core)
+        Ok(core)
     }
 
     /// Recomputes the rows and depths of `order`, which lists roles bases
@@ -1249,6 +1303,7 @@ mod tests {
             default_creator: None,
             default_member: None,
         })
+        .ok()
         .unwrap()
     }
 
