@@ -21,7 +21,6 @@
 //! Rows are read only through [`Core::row`]: storing each distinct row once
 //! (a role → row indirection) is a change inside this module.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -51,6 +50,21 @@ pub(crate) enum Grant<'a> {
     Exact(PermissionId),
     /// Every live permission whose name starts with the prefix.
     Prefix(&'a str),
+}
+
+/// The bytes of a hash table (hashbrown's layout) able to hold `capacity`
+/// entries of `entry` bytes: buckets are a power of two at most 7/8 full,
+/// each with a control byte.
+fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        capacity + 1
+    } else {
+        (capacity / 7 * 8).next_power_of_two()
+    };
+    buckets * (entry + 1) + 16
 }
 
 /// `len + add` as a `u32` offset, `None` when it does not fit.
@@ -103,11 +117,7 @@ impl Names {
     #[must_use]
     pub(crate) fn push(&mut self, name: &str) -> Option<()> {
         let hash = self.state.hash_one(name);
-        let found = self
-            .index
-            .find(hash, |&d| self.distinct(d) == name)
-            .copied();
-        let d = match found {
+        let d = match self.find_name(name) {
             Some(d) => d,
             None => {
                 let end = end_offset(self.text.len(), name.len())?;
@@ -134,10 +144,25 @@ impl Names {
         self.ids.get(i).map_or("", |&d| self.distinct(d))
     }
 
+    /// The distinct name of entry `i` (`u32::MAX` out of range).
+    #[inline]
+    fn name_id(&self, i: usize) -> u32 {
+        self.ids.get(i).copied().unwrap_or(u32::MAX)
+    }
+
+    /// The distinct name equal to `name`, if any entry has it.
+    #[inline]
+    fn find_name(&self, name: &str) -> Option<u32> {
+        let hash = self.state.hash_one(name);
+        self.index
+            .find(hash, |&d| self.distinct(d) == name)
+            .copied()
+    }
+
     fn heap_bytes(&self) -> usize {
         self.text.capacity()
             + (self.ends.capacity() + self.ids.capacity()) * 4
-            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + table_bytes(self.index.capacity(), 4)
     }
 }
 
@@ -186,18 +211,50 @@ impl Csr {
     }
 
     /// `n` lists: this one's, with `replaced` (sorted by item, unique)
-    /// substituted, and empty lists for items past the end.
+    /// substituted, and empty lists for items past the end. The unchanged
+    /// runs between replacements are copied whole (their offsets shifted),
+    /// so a patch of a few lists costs a copy, not a push per list.
     fn rebuilt(&self, n: usize, replaced: &[(usize, Vec<u32>)]) -> Option<Self> {
-        let mut out = Self::with_capacity(n);
-        let mut next = replaced.iter().peekable();
-        for i in 0..n {
-            match next.peek() {
-                Some((at, list)) if *at == i => {
-                    out.push(list)?;
-                    next.next();
-                }
-                _ => out.push(self.get(i))?,
+        let added: usize = replaced.iter().map(|(_, l)| l.len()).sum();
+        let mut out = Self {
+            offsets: Vec::with_capacity(n + 1),
+            items: Vec::with_capacity(self.items.len() + added),
+        };
+        out.offsets.push(0);
+        let len = self.len();
+        // Copies lists `from..to` of this one (those that exist).
+        let copy = |out: &mut Self, from: usize, to: usize| -> Option<()> {
+            let to = to.min(len);
+            if from >= to {
+                return Some(());
             }
+            let start = self.offsets.get(from).copied().unwrap_or(0);
+            let end = self.offsets.get(to).copied().unwrap_or(start);
+            let base = end_offset(out.items.len(), 0)?;
+            end_offset(out.items.len(), (end - start) as usize)?;
+            out.items
+                .extend_from_slice(self.items.get(start as usize..end as usize)?);
+            let shifted = self
+                .offsets
+                .get(from + 1..=to)?
+                .iter()
+                .map(|&o| o - start + base);
+            out.offsets.extend(shifted);
+            Some(())
+        };
+        let mut at = 0;
+        for (i, list) in replaced.iter().filter(|(i, _)| *i < n) {
+            copy(&mut out, at, *i)?;
+            // Lists past this one's end up to `i` are empty.
+            while out.len() < *i {
+                out.push(&[])?;
+            }
+            out.push(list)?;
+            at = i + 1;
+        }
+        copy(&mut out, at, n)?;
+        while out.len() < n {
+            out.push(&[])?;
         }
         Some(out)
     }
@@ -244,7 +301,10 @@ impl Csr {
     }
 }
 
-/// Role lookup by `(scope, name)` without storing the names twice.
+/// Role lookup by `(scope, name)` without storing the names twice: keyed
+/// by the scope and the interned name's number, so that building it hashes
+/// two integers per role, and a lookup hashes the name once in the small
+/// table of distinct names.
 #[derive(Clone)]
 struct RoleIndex {
     table: HashTable<u32>,
@@ -268,23 +328,24 @@ impl RoleIndex {
         let state = &self.state;
         let key = |&id: &u32| {
             let id = id as usize;
-            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.get(id)))
+            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.name_id(id)))
         };
         self.table.insert_unique(key(&id), id, key);
     }
 
     #[inline]
     fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<usize> {
-        let hash = self.state.hash_one((scope, name));
+        let d = names.find_name(name)?;
+        let hash = self.state.hash_one((scope, d));
         self.table
             .find(hash, |&id| {
-                scopes.get(id as usize) == Some(&scope) && names.get(id as usize) == name
+                scopes.get(id as usize) == Some(&scope) && names.name_id(id as usize) == d
             })
             .map(|&id| id as usize)
     }
 
     fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        table_bytes(self.table.capacity(), 4)
     }
 }
 
@@ -454,7 +515,7 @@ impl RowArena {
     fn heap_bytes(&self) -> usize {
         self.words.capacity() * 8
             + (self.refs.capacity() + self.free.capacity()) * 4
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + table_bytes(self.table.capacity(), 4)
     }
 }
 
@@ -589,8 +650,8 @@ impl Permissions {
         let text: usize = self.names.iter().map(|p| p.len()).sum();
         self.names.capacity() * 16
             + text * 2
-            + self.index.capacity() * 21
-            + self.retired.capacity() * 21
+            + table_bytes(self.index.capacity(), 24)
+            + table_bytes(self.retired.capacity(), 24)
             + self.sorted.capacity() * 4
     }
 }
@@ -710,7 +771,8 @@ impl Core {
     fn flatten(&mut self, order: &[usize]) {
         let rows = Arc::make_mut(&mut self.rows);
         let keys = Arc::make_mut(&mut self.row_keys);
-        let depth = Arc::make_mut(&mut self.depth);
+        // Copied only when a depth changes, which a grant never does.
+        let depth = &mut self.depth;
         let mut scratch = vec![0u64; rows.width];
         let mut changed = false;
         for &r in order {
@@ -765,9 +827,11 @@ impl Core {
             for &b in bases {
                 d = d.max(depth.get(b as usize).copied().unwrap_or(0));
             }
-            if let Some(slot) = depth.get_mut(r) {
-                changed |= *slot != d + 1;
-                *slot = d + 1;
+            if depth.get(r).is_some_and(|&old| old != d + 1) {
+                if let Some(slot) = Arc::make_mut(depth).get_mut(r) {
+                    *slot = d + 1;
+                    changed = true;
+                }
             }
         }
         if changed {
@@ -1035,7 +1099,8 @@ impl Core {
             + self.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
             + self.bitset_bytes()
             + org_bytes
-            + self.org_index.capacity() * 21
+            + table_bytes(self.org_index.capacity(), 24)
+            + self.org_index.keys().map(|k| k.len()).sum::<usize>()
     }
 }
 
@@ -1205,58 +1270,76 @@ fn normalize(lists: &mut Vec<(usize, Vec<u32>)>) {
     lists.dedup_by_key(|(at, _)| *at);
 }
 
-/// Kahn's algorithm over `role -> base` edges, bases first: for every role
-/// (`seeds` `None`), or for `seeds` and every role extending one of them.
-/// `None` when they cannot all be ordered, which means a cycle.
+/// The roles to compute, bases first: every role (`seeds` `None`), by
+/// Kahn's algorithm over `role -> base` edges; or `seeds` and every role
+/// extending one of them, by a depth-first walk of the dependents whose
+/// reverse postorder puts each role after its bases. The walk costs what it
+/// visits plus two bitsets (`n / 4` bytes), not a pass over every role. `None`
+/// when they cannot all be ordered, which means a cycle.
 fn topological_order(bases: &Csr, dependents: &Csr, seeds: Option<&[usize]>) -> Option<Vec<usize>> {
-    let n = bases.len();
-    let (nodes, member): (Vec<usize>, Option<Vec<bool>>) = match seeds {
-        None => ((0..n).collect(), None),
-        Some(seeds) => {
-            let mut member = vec![false; n];
-            let mut stack = seeds.to_vec();
-            let mut nodes = Vec::new();
-            while let Some(r) = stack.pop() {
-                match member.get_mut(r) {
-                    Some(m) if !*m => *m = true,
-                    _ => continue,
-                }
-                nodes.push(r);
-                stack.extend(dependents.get(r).iter().map(|&d| d as usize));
-            }
-            (nodes, Some(member))
-        }
-    };
-    let inside = |b: u32| {
-        member
-            .as_ref()
-            .is_none_or(|m| m.get(b as usize) == Some(&true))
-    };
-    let mut pending = vec![0u32; n];
-    for &r in &nodes {
-        if let Some(p) = pending.get_mut(r) {
-            *p = bases.get(r).iter().filter(|&&b| inside(b)).count() as u32;
-        }
+    match seeds {
+        None => kahn(bases, dependents),
+        Some(seeds) => reverse_postorder(dependents, bases.len(), seeds),
     }
-    let mut queue: VecDeque<usize> = nodes
-        .iter()
-        .copied()
-        .filter(|&r| pending.get(r) == Some(&0))
-        .collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(r) = queue.pop_front() {
-        order.push(r);
-        // The set is closed under `dependents`: every dependent is inside.
+}
+
+fn kahn(bases: &Csr, dependents: &Csr) -> Option<Vec<usize>> {
+    let n = bases.len();
+    let mut pending: Vec<u32> = (0..n).map(|r| bases.get(r).len() as u32).collect();
+    let mut order: Vec<usize> = (0..n).filter(|&r| bases.get(r).is_empty()).collect();
+    order.reserve(n - order.len());
+    // `order` is its own queue: roles from `next` on are ready, not expanded.
+    let mut next = 0;
+    while let Some(&r) = order.get(next) {
+        next += 1;
         for &d in dependents.get(r) {
             if let Some(p) = pending.get_mut(d as usize) {
                 *p -= 1;
                 if *p == 0 {
-                    queue.push_back(d as usize);
+                    order.push(d as usize);
                 }
             }
         }
     }
-    (order.len() == nodes.len()).then_some(order)
+    (order.len() == n).then_some(order)
+}
+
+fn reverse_postorder(dependents: &Csr, n: usize, seeds: &[usize]) -> Option<Vec<usize>> {
+    let words = bits::words_for(n);
+    // Entered, and finished: entered but not finished is on the stack, so
+    // meeting it again closes a cycle.
+    let (mut entered, mut finished) = (vec![0u64; words], vec![0u64; words]);
+    let mut post = Vec::new();
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for &seed in seeds {
+        if seed >= n || bits::test(&entered, seed) {
+            continue;
+        }
+        bits::set(&mut entered, seed);
+        stack.push((seed, 0));
+        while let Some((r, next)) = stack.last_mut() {
+            let r = *r;
+            match dependents.get(r).get(*next) {
+                Some(&d) => {
+                    *next += 1;
+                    let d = d as usize;
+                    if !bits::test(&entered, d) {
+                        bits::set(&mut entered, d);
+                        stack.push((d, 0));
+                    } else if !bits::test(&finished, d) {
+                        return None;
+                    }
+                }
+                None => {
+                    bits::set(&mut finished, r);
+                    post.push(r);
+                    stack.pop();
+                }
+            }
+        }
+    }
+    post.reverse();
+    Some(post)
 }
 
 #[cfg(test)]

@@ -273,6 +273,12 @@ proptest! {
             if let Err(diff) = rolegraph_testkit::equivalent(&live, &full, &probe) {
                 prop_assert!(false, "after {:?}: {}", batch, diff);
             }
+            // Each distinct row stored once, patched or compiled whole.
+            for s in [&live, &full] {
+                if let Err(diff) = rolegraph_testkit::rows_match_distinct_sets(s) {
+                    prop_assert!(false, "after {:?}: {}", batch, diff);
+                }
+            }
             // Every membership names roles that exist where it is held.
             for o in ["org_a", "org_b", "org_z"] {
                 for u in 0..4 {
