@@ -759,6 +759,10 @@ impl Core {
             return Err(Arc::unwrap_or_clone(core.bases));
         };
         core.flatten(&order);
+        // A compile knows every row it stores: no room kept for more.
+        let rows = Arc::make_mut(&mut core.rows);
+        rows.words.shrink_to_fit();
+        rows.refs.shrink_to_fit();
         Ok(core)
     }
 
@@ -1067,10 +1071,11 @@ impl Core {
         members
     }
 
-    /// Bytes taken by the permission rows: the distinct rows, and each
-    /// role's key.
+    /// Bytes taken by the permission rows: the distinct rows' words, and
+    /// each role's key (the arena's counts and table are in
+    /// [`memory_bytes`](Self::memory_bytes)).
     pub(crate) fn bitset_bytes(&self) -> usize {
-        self.rows.heap_bytes() + self.row_keys.capacity() * 4
+        self.rows.words.capacity() * 8 + self.row_keys.capacity() * 4
     }
 
     /// Bytes of heap held, approximately.
@@ -1097,7 +1102,8 @@ impl Core {
             + self.dependents.heap_bytes()
             + self.grants.heap_bytes()
             + self.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
-            + self.bitset_bytes()
+            + self.rows.heap_bytes()
+            + self.row_keys.capacity() * 4
             + org_bytes
             + table_bytes(self.org_index.capacity(), 24)
             + self.org_index.keys().map(|k| k.len()).sum::<usize>()
@@ -1445,6 +1451,35 @@ mod tests {
         let mut draft = declared.draft();
         draft.set_bases(RoleId::new(0, 1).unwrap(), vec![3]);
         assert!(draft.finish().is_none());
+    }
+
+    #[test]
+    fn the_row_arena_stores_each_row_once_and_reuses_freed_slots() {
+        let mut arena = RowArena::new(2);
+        let a = arena.intern(&[1, 0]).unwrap();
+        let b = arena.intern(&[0, 1]).unwrap();
+        assert_eq!(arena.intern(&[1, 0]), Some(a), "equal rows share a key");
+        assert_eq!((arena.live(), arena.refs[a as usize]), (2, 2));
+        arena.release(a);
+        assert_eq!(arena.live(), 2, "one role still uses it");
+        arena.release(a);
+        assert_eq!(arena.live(), 1, "dropped with its last role");
+        assert!(arena.row(b) == [0, 1]);
+        let c = arena.intern(&[1, 1]).unwrap();
+        assert_eq!(c, a, "the freed slot is reused");
+        let d = arena.intern(&[1, 0]).unwrap();
+        assert_ne!(d, c);
+
+        // Clearing bit 64 makes `[0, 1]` equal to `[0, 0]`... and `[1, 1]`
+        // equal to `[1, 0]`: merged, with their roles counted together.
+        let (cleared, remap) = arena.compacted(2, Some(64));
+        assert_eq!(cleared.live(), 2);
+        assert_eq!(remap[c as usize], remap[d as usize]);
+        assert_eq!(cleared.refs[remap[c as usize] as usize], 2);
+        assert!(cleared.row(remap[b as usize]) == [0, 0]);
+        // A wider arena keeps every row, padded.
+        let (wide, _) = arena.compacted(3, None);
+        assert_eq!(wide.live(), 3);
     }
 
     #[test]

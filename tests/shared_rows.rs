@@ -139,7 +139,10 @@ fn changing_one_role_of_a_shared_row_copies_it_and_reverting_shares_again() {
     assert!(has(&changed, a, "member0", 7), "the changed role has it");
     assert!(!has(&changed, b, "member3", 7), "its row's other roles not");
     assert!(!has(&changed, None, "env0", 7), "nor the base");
-    assert!(!has(&before, a, "member0", 7), "the old snapshot is untouched");
+    assert!(
+        !has(&before, a, "member0", 7),
+        "the old snapshot is untouched"
+    );
     assert_eq!(changed.distinct_rows(), 5, "one row of its own");
     check(&engine).unwrap();
 
@@ -161,7 +164,10 @@ fn changing_one_role_of_a_shared_row_copies_it_and_reverting_shares_again() {
     assert!(has(&wide, None, "env1", 7), "env1 extends env0");
     assert!(!has(&wide, None, "env2", 7));
     assert_eq!(wide.distinct_rows(), 4);
-    assert!(!has(&reverted, b, "member3", 7), "copy-on-write across snapshots");
+    assert!(
+        !has(&reverted, b, "member3", 7),
+        "copy-on-write across snapshots"
+    );
     check(&engine).unwrap();
 
     // Two rows made equal by a change merge into one.
