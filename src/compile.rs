@@ -2,9 +2,12 @@
 //!
 //! The compiler reads a [`Policy`], checks every rule of DESIGN.md's
 //! "Validity" section (collecting every problem rather than stopping at the
-//! first), interns names to dense ids, finds strongly connected sets of the
-//! `extends` graph with petgraph's iterative Kosaraju, and flattens the
-//! acyclic graph in topological order into one bitset row per role.
+//! first), interns names to dense ids, resolves names one scope at a time
+//! (each organization's roles in a small table of their own), orders the
+//! `extends` graph by Kahn's algorithm and flattens it into one bitset row
+//! per distinct permission set. Only when the graph cannot be ordered (or
+//! other problems are reported anyway) are its strongly connected sets found,
+//! with petgraph's iterative Kosaraju, to report every cycle.
 //!
 //! Nothing here recurses: a 100,000-role chain or cycle costs linear time and
 //! constant stack.

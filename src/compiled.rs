@@ -18,8 +18,15 @@
 //! roles it recomputes (the changed ones and everything inheriting from
 //! them).
 //!
-//! Rows are read only through [`Core::row`]: storing each distinct row once
-//! (a role → row indirection) is a change inside this module.
+//! Each distinct row is stored once, in a [`RowArena`]: a role holds the key
+//! of its row ([`Core::row_key`]), roles with equal rows hold equal keys, and
+//! the rows stored are exactly the distinct permission sets of the roles
+//! ([`Core::rows_stored`]). A row is never written while a role points at
+//! it: a patched role is re-pointed (copy-on-write), and a row whose last
+//! role leaves is dropped at once (reference counts), its slot reused; freed
+//! slots are given back when they outnumber the rows in use, so memory stays
+//! within twice the rows live plus a constant. A full compile starts a fresh,
+//! dense arena.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
