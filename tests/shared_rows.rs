@@ -5,6 +5,7 @@
 //! and a row no role uses any more is dropped.
 #![expect(
     clippy::indexing_slicing,
+    clippy::expect_used,
     reason = "test helpers outside #[test] functions fail loudly on purpose"
 )]
 
