@@ -103,11 +103,30 @@ impl std::fmt::Debug for Names {
 }
 
 impl Names {
+    /// Room for `n` entries, all distinct if need be (see
+    /// [`shrink_to_fit`](Self::shrink_to_fit)).
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
             ids: Vec::with_capacity(n),
+            index: HashTable::with_capacity(n),
             ..Self::default()
         }
+    }
+
+    /// Gives back the room the distinct names did not need.
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        let (text, ends, state) = (&self.text, &self.ends, &self.state);
+        self.index.shrink_to_fit(|&d| {
+            let start = match (d as usize).checked_sub(1) {
+                Some(prev) => ends.get(prev).copied().unwrap_or(0),
+                None => 0,
+            } as usize;
+            let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
+            state.hash_one(text.get(start..end).unwrap_or(""))
+        });
     }
 
     fn distinct(&self, d: u32) -> &str {
@@ -393,6 +412,18 @@ impl RowArena {
             table: HashTable::new(),
             state: ahash::RandomState::new(),
         }
+    }
+
+    /// Gives back the room the rows did not need (after a compile sized the
+    /// table for as many rows as roles, to insert without rehashing).
+    fn shrink_to_fit(&mut self) {
+        self.words.shrink_to_fit();
+        self.refs.shrink_to_fit();
+        let (words, width, state) = (&self.words, self.width, &self.state);
+        self.table.shrink_to_fit(|&k| {
+            let s = k as usize * width;
+            state.hash_one(words.get(s..s + width).unwrap_or(&[]))
+        });
     }
 
     #[inline]
@@ -737,6 +768,7 @@ impl Core {
         let n = parts.role_scope.len();
         parts.bases.shrink_to_fit();
         parts.grants.shrink_to_fit();
+        parts.role_names.shrink_to_fit();
         let role_index = RoleIndex::build(&parts.role_names, &parts.role_scope);
         let dependents = parts.bases.transpose(n);
         let width = bits::words_for(parts.perms.slots());
@@ -752,7 +784,10 @@ impl Core {
             dependents: Arc::new(dependents),
             grants: Arc::new(parts.grants),
             wildcards: Arc::new(parts.wildcards),
-            rows: Arc::new(RowArena::new(width)),
+            rows: Arc::new(RowArena {
+                table: HashTable::with_capacity(n),
+                ..RowArena::new(width)
+            }),
             row_keys: Arc::new(vec![NO_ROW; n]),
             depth: Arc::new(vec![0; n]),
             max_depth: 0,
@@ -767,9 +802,7 @@ impl Core {
         };
         core.flatten(&order);
         // A compile knows every row it stores: no room kept for more.
-        let rows = Arc::make_mut(&mut core.rows);
-        rows.words.shrink_to_fit();
-        rows.refs.shrink_to_fit();
+        Arc::make_mut(&mut core.rows).shrink_to_fit();
         Ok(core)
     }
 
