@@ -9,6 +9,12 @@
 //!   one role (role `n/2`, which no role extends in this workload) and check
 //!   that a new snapshot shows them. The grants alternate between two sets
 //!   so every iteration changes something.
+//! - `update/role_grant/1000000`: the multi-tenant workload of issue 10
+//!   (`OrgRoles`: 100,000 organizations × 10 roles over 20 environment
+//!   roles, 5,000 permissions; 1,000,020 roles). Environment role `env-19`,
+//!   whose row 50,000 organization roles share, gains one permission and
+//!   loses it again, alternately; an organization role inheriting it must
+//!   show the change. Target (issue 10): ≤ 10 ms.
 //! - `update/extends/{10000,100000}`: re-parent the role with the most
 //!   descendants (a root) onto another root and back: every descendant's
 //!   row is recomputed.
@@ -38,7 +44,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{permission_name, role_name, Workload};
+use common::{
+    env_role_name, org_id, org_role_name, permission_name, role_name, OrgRoles, Workload,
+    ORG_ENV_ROLES, ORG_PERMISSIONS,
+};
 use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode};
 use rolegraph::{Change, ChangeMeta, Engine, EngineOptions, Requirement};
 
@@ -150,6 +159,50 @@ fn bench_role_grant(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// `update/role_grant/1000000`: see the module documentation.
+fn bench_role_grant_shared(c: &mut Criterion) {
+    const ROLE: usize = ORG_ENV_ROLES - 1;
+    let w = OrgRoles::new(100_000);
+    let engine = Engine::new(&w.policy).unwrap();
+    let role = env_role_name(ROLE);
+    // Organization 19's role 0 extends `env-19` and nothing else.
+    let (org, org_role) = (org_id(ROLE), org_role_name(0));
+    let snapshot = engine.snapshot();
+    let block = ORG_PERMISSIONS / 100;
+    let own: Vec<String> = (ROLE * block..(ROLE + 1) * block)
+        .map(permission_name)
+        .collect();
+    // A permission far from every role's block: granted by no role.
+    let extra = permission_name(ORG_PERMISSIONS - 1);
+    let requirement = Requirement::permission(&snapshot, &extra).unwrap();
+    let shared = snapshot.distinct_rows();
+    assert!(!snapshot
+        .principal(Some(&org), [&org_role])
+        .satisfies(&requirement));
+    drop(snapshot);
+    let sets = [[own.clone(), vec![extra]].concat(), own];
+    let mut next = 0;
+    let mut group = c.benchmark_group("update/role_grant");
+    group.sampling_mode(SamplingMode::Flat).sample_size(20);
+    group.bench_function(BenchmarkId::from_parameter(1_000_000), |b| {
+        b.iter(|| {
+            engine
+                .apply(set_grants(&role, &sets[next]), ChangeMeta::default())
+                .unwrap();
+            let s = engine.snapshot();
+            let granted = s.principal(Some(&org), [&org_role]).satisfies(&requirement);
+            assert_eq!(granted, next == 0, "the change is visible");
+            next ^= 1;
+        });
+    });
+    group.finish();
+    let s = engine.snapshot();
+    assert!(
+        s.distinct_rows() <= shared + 1,
+        "rows stay shared across patches"
+    );
 }
 
 fn bench_role_grant_journaled(c: &mut Criterion) {
@@ -325,6 +378,7 @@ mod group {
     criterion::criterion_group!(
         benches,
         super::bench_role_grant,
+        super::bench_role_grant_shared,
         super::bench_extends,
         super::bench_membership,
         super::bench_role_grant_journaled,

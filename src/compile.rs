@@ -2,9 +2,12 @@
 //!
 //! The compiler reads a [`Policy`], checks every rule of DESIGN.md's
 //! "Validity" section (collecting every problem rather than stopping at the
-//! first), interns names to dense ids, finds strongly connected sets of the
-//! `extends` graph with petgraph's iterative Kosaraju, and flattens the
-//! acyclic graph in topological order into one bitset row per role.
+//! first), interns names to dense ids, resolves names one scope at a time
+//! (each organization's roles in a small table of their own), orders the
+//! `extends` graph by Kahn's algorithm and flattens it into one bitset row
+//! per distinct permission set. Only when the graph cannot be ordered (or
+//! other problems are reported anyway) are its strongly connected sets found,
+//! with petgraph's iterative Kosaraju, to report every cycle.
 //!
 //! Nothing here recurses: a 100,000-role chain or cycle costs linear time and
 //! constant stack.
@@ -12,6 +15,8 @@
 mod error;
 
 use std::collections::VecDeque;
+
+use std::collections::hash_map::Entry;
 
 use ahash::{AHashMap, AHashSet};
 use petgraph::algo::kosaraju_scc;
@@ -63,7 +68,8 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
     perms.sort();
 
     // Organizations: the first occurrence of an id wins.
-    let mut org_index: AHashMap<Box<str>, u32> = AHashMap::new();
+    let mut org_index: AHashMap<Box<str>, u32> =
+        AHashMap::with_capacity(policy.organizations.len());
     let mut orgs_in: Vec<&crate::model::Organization> = Vec::new();
     for org in &policy.organizations {
         if org.id.is_empty() {
@@ -87,51 +93,182 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
     let org_name =
         |scope: u32| -> Option<String> { orgs_in.get(scope as usize).map(|o| o.id.clone()) };
 
-    // Roles: environment first, then each organization's; their ids are
+    // Roles, their bases and grants, and the mappings, one scope at a time
+    // (the environment first, then each organization): a name resolves in
+    // its scope's own small table, then in the environment's, so lookups
+    // stay in cache however many organizations there are. Role ids are
     // tagged with a new numbering (a patch keeps it, another compile not).
     let numbering = compiled::next_id() as u32;
-    let mut defs: Vec<(&Role, u32)> = Vec::with_capacity(policy.roles.len());
-    let mut lookup: AHashMap<(u32, &str), RoleId> = AHashMap::with_capacity(policy.roles.len());
-    let scopes = std::iter::once((ENV, policy.roles.as_slice())).chain(
-        orgs_in
+    let total_roles = policy.roles.len()
+        + orgs_in
             .iter()
-            .zip(0u32..)
-            .map(|(o, ix)| (ix, o.roles.as_slice())),
-    );
+            .map(|o| o.roles.len())
+            .fold(0usize, usize::saturating_add);
+    let mut defs: Vec<(&Role, u32)> = Vec::with_capacity(total_roles);
+    let mut env_roles: AHashMap<&str, RoleId> = AHashMap::with_capacity(policy.roles.len());
+    let mut own_roles: AHashMap<&str, RoleId> = AHashMap::new();
     let mut too_many_roles = false;
-    for (scope, roles) in scopes {
+    let mut wildcards: Vec<Box<str>> = Vec::new();
+    let mut wildcard_index: AHashMap<&str, usize> = AHashMap::new();
+    let (mut too_many_wildcards, mut too_many_edges) = (false, false);
+    let mut bases = Csr::with_capacity(total_roles);
+    let mut grants = Csr::with_capacity(total_roles);
+    let mut scratch: Vec<u32> = Vec::new();
+    let (mut default_creator, mut default_member) = (None, None);
+    let mut orgs = Vec::with_capacity(orgs_in.len());
+    let scopes = std::iter::once((ENV, None))
+        .chain(orgs_in.iter().zip(0u32..).map(|(o, ix)| (ix, Some(*o))));
+    'scopes: for (scope, org) in scopes {
+        let first = defs.len();
+        own_roles.clear();
+        let roles = org.map_or(policy.roles.as_slice(), |o| o.roles.as_slice());
         for role in roles {
-            let organization = org_name(scope);
+            // The organization's name is only copied into a problem.
             if !is_valid_name(&role.name) {
                 problems.push(Problem::InvalidRoleName {
-                    organization,
+                    organization: org_name(scope),
                     name: role.name.clone(),
                 });
                 continue;
             }
-            if lookup.contains_key(&(scope, role.name.as_str())) {
-                problems.push(Problem::DuplicateRole {
-                    organization,
-                    name: role.name.clone(),
-                });
-                continue;
-            }
-            if let Some(org) =
-                organization.filter(|_| lookup.contains_key(&(ENV, role.name.as_str())))
-            {
+            if scope != ENV && env_roles.contains_key(role.name.as_str()) {
                 problems.push(Problem::ShadowsEnvironmentRole {
-                    organization: org,
+                    organization: org_name(scope).unwrap_or_default(),
                     name: role.name.clone(),
                 });
                 continue;
             }
-            let Some(id) = RoleId::new(defs.len(), numbering) else {
-                too_many_roles = true;
-                break;
+            let table = if scope == ENV {
+                &mut env_roles
+            } else {
+                &mut own_roles
             };
-            lookup.insert((scope, role.name.as_str()), id);
-            defs.push((role, scope));
+            match table.entry(role.name.as_str()) {
+                Entry::Occupied(_) => problems.push(Problem::DuplicateRole {
+                    organization: org_name(scope),
+                    name: role.name.clone(),
+                }),
+                Entry::Vacant(slot) => {
+                    let Some(id) = RoleId::new(defs.len(), numbering) else {
+                        too_many_roles = true;
+                        break 'scopes;
+                    };
+                    slot.insert(id);
+                    defs.push((role, scope));
+                }
+            }
         }
+        let resolve = |name: &str| -> Option<RoleId> {
+            let own = if scope == ENV {
+                None
+            } else {
+                own_roles.get(name).copied()
+            };
+            own.or_else(|| env_roles.get(name).copied())
+        };
+
+        // Edges and direct grants.
+        for (role, _) in defs.get(first..).unwrap_or(&[]) {
+            scratch.clear();
+            for base in &role.extends {
+                match resolve(base) {
+                    Some(id) => scratch.push(id.index() as u32),
+                    None => problems.push(Problem::UnknownBaseRole {
+                        organization: org_name(scope),
+                        role: role.name.clone(),
+                        base: base.clone(),
+                    }),
+                }
+            }
+            scratch.sort_unstable();
+            scratch.dedup();
+            too_many_edges |= bases.push(&scratch).is_none();
+
+            scratch.clear();
+            for grant in &role.permissions {
+                match classify_grant(grant) {
+                    GrantKind::Exact(name) => match perms.id(name) {
+                        Some(id) => scratch.push(id.index() as u32),
+                        None => problems.push(Problem::UnknownPermission {
+                            organization: org_name(scope),
+                            role: role.name.clone(),
+                            permission: grant.clone(),
+                        }),
+                    },
+                    GrantKind::Prefix(prefix) => {
+                        let next = wildcards.len();
+                        let ix = *wildcard_index.entry(prefix).or_insert_with(|| {
+                            wildcards.push(prefix.into());
+                            next
+                        });
+                        match u32::try_from(ix).ok().filter(|ix| ix & WILDCARD == 0) {
+                            Some(ix) => scratch.push(WILDCARD | ix),
+                            None => too_many_wildcards = true,
+                        }
+                    }
+                    GrantKind::Invalid => problems.push(Problem::InvalidGrant {
+                        organization: org_name(scope),
+                        role: role.name.clone(),
+                        grant: grant.clone(),
+                    }),
+                }
+            }
+            scratch.sort_unstable();
+            scratch.dedup();
+            too_many_edges |= grants.push(&scratch).is_none();
+        }
+
+        // Defaults and group mappings.
+        let mut default_role = |which: DefaultRole, name: &Option<String>| {
+            let name = name.as_deref()?;
+            let found = resolve(name);
+            if found.is_none() {
+                problems.push(Problem::UnknownDefaultRole {
+                    organization: org_name(scope),
+                    which,
+                    role: name.to_owned(),
+                });
+            }
+            found
+        };
+        let Some(org) = org else {
+            default_creator = default_role(DefaultRole::Creator, &policy.default_creator_role);
+            default_member = default_role(DefaultRole::Member, &policy.default_member_role);
+            continue;
+        };
+        let org_default = default_role(DefaultRole::Member, &org.default_member_role);
+        let mut groups: Vec<(Box<str>, Vec<RoleId>)> = Vec::new();
+        if !org.group_roles.is_empty() {
+            let mut by_group: AHashMap<&str, Vec<RoleId>> = AHashMap::new();
+            for mapping in &org.group_roles {
+                let entry = by_group.entry(mapping.group.as_str()).or_default();
+                for role in &mapping.roles {
+                    match resolve(role) {
+                        Some(id) => entry.push(id),
+                        None => problems.push(Problem::UnknownGroupRole {
+                            organization: org.id.clone(),
+                            group: mapping.group.clone(),
+                            role: role.clone(),
+                        }),
+                    }
+                }
+            }
+            groups = by_group
+                .into_iter()
+                .map(|(g, mut roles)| {
+                    roles.sort_unstable();
+                    roles.dedup();
+                    (Box::from(g), roles)
+                })
+                .collect();
+            groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        orgs.push(Org {
+            has_roles: !org.roles.is_empty(),
+            id: org.id.as_str().into(),
+            default_member: org_default,
+            groups,
+        });
     }
     if too_many_roles {
         problems.push(Problem::TooMany {
@@ -139,72 +276,6 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
             count: defs.len(),
         });
     }
-    let resolve = |scope: u32, name: &str| -> Option<RoleId> {
-        let in_org = if scope == ENV {
-            None
-        } else {
-            lookup.get(&(scope, name)).copied()
-        };
-        in_org.or_else(|| lookup.get(&(ENV, name)).copied())
-    };
-
-    // Edges and direct grants.
-    let mut wildcards: Vec<Box<str>> = Vec::new();
-    let mut wildcard_index: AHashMap<&str, usize> = AHashMap::new();
-    let (mut too_many_wildcards, mut too_many_edges) = (false, false);
-    let mut bases = Csr::with_capacity(defs.len());
-    let mut grants = Csr::with_capacity(defs.len());
-    let mut scratch: Vec<u32> = Vec::new();
-    for (role, scope) in &defs {
-        scratch.clear();
-        for base in &role.extends {
-            match resolve(*scope, base) {
-                Some(id) => scratch.push(id.index() as u32),
-                None => problems.push(Problem::UnknownBaseRole {
-                    organization: org_name(*scope),
-                    role: role.name.clone(),
-                    base: base.clone(),
-                }),
-            }
-        }
-        scratch.sort_unstable();
-        scratch.dedup();
-        too_many_edges |= bases.push(&scratch).is_none();
-
-        scratch.clear();
-        for grant in &role.permissions {
-            match classify_grant(grant) {
-                GrantKind::Exact(name) => match perms.id(name) {
-                    Some(id) => scratch.push(id.index() as u32),
-                    None => problems.push(Problem::UnknownPermission {
-                        organization: org_name(*scope),
-                        role: role.name.clone(),
-                        permission: grant.clone(),
-                    }),
-                },
-                GrantKind::Prefix(prefix) => {
-                    let next = wildcards.len();
-                    let ix = *wildcard_index.entry(prefix).or_insert_with(|| {
-                        wildcards.push(prefix.into());
-                        next
-                    });
-                    match u32::try_from(ix).ok().filter(|ix| ix & WILDCARD == 0) {
-                        Some(ix) => scratch.push(WILDCARD | ix),
-                        None => too_many_wildcards = true,
-                    }
-                }
-                GrantKind::Invalid => problems.push(Problem::InvalidGrant {
-                    organization: org_name(*scope),
-                    role: role.name.clone(),
-                    grant: grant.clone(),
-                }),
-            }
-        }
-        scratch.sort_unstable();
-        scratch.dedup();
-        too_many_edges |= grants.push(&scratch).is_none();
-    }
-
     if too_many_wildcards {
         problems.push(Problem::TooMany {
             what: "distinct wildcard grants",
@@ -221,78 +292,17 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
         });
     }
 
-    // Defaults and group mappings.
-    let default_role =
-        |scope: u32, which: DefaultRole, name: &Option<String>, problems: &mut Vec<Problem>| {
-            let name = name.as_deref()?;
-            let found = resolve(scope, name);
-            if found.is_none() {
-                problems.push(Problem::UnknownDefaultRole {
-                    organization: org_name(scope),
-                    which,
-                    role: name.to_owned(),
-                });
-            }
-            found
-        };
-    let default_creator = default_role(
-        ENV,
-        DefaultRole::Creator,
-        &policy.default_creator_role,
-        &mut problems,
-    );
-    let default_member = default_role(
-        ENV,
-        DefaultRole::Member,
-        &policy.default_member_role,
-        &mut problems,
-    );
-    let mut orgs = Vec::with_capacity(orgs_in.len());
-    for (org, scope) in orgs_in.iter().zip(0u32..) {
-        let default_member = default_role(
-            scope,
-            DefaultRole::Member,
-            &org.default_member_role,
-            &mut problems,
-        );
-        let mut groups: AHashMap<&str, Vec<RoleId>> = AHashMap::new();
-        for mapping in &org.group_roles {
-            let entry = groups.entry(mapping.group.as_str()).or_default();
-            for role in &mapping.roles {
-                match resolve(scope, role) {
-                    Some(id) => entry.push(id),
-                    None => problems.push(Problem::UnknownGroupRole {
-                        organization: org.id.clone(),
-                        group: mapping.group.clone(),
-                        role: role.clone(),
-                    }),
-                }
-            }
-        }
-        let mut groups: Vec<(Box<str>, Vec<RoleId>)> = groups
-            .into_iter()
-            .map(|(g, mut roles)| {
-                roles.sort_unstable();
-                roles.dedup();
-                (Box::from(g), roles)
-            })
-            .collect();
-        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        orgs.push(Org {
-            has_roles: !org.roles.is_empty(),
-            id: org.id.as_str().into(),
-            default_member,
-            groups,
-        });
-    }
-
-    // Cycles.
-    let names: Vec<&str> = defs.iter().map(|(r, _)| r.name.as_str()).collect();
-    problems.extend(find_cycles(&bases, &names, |i| {
-        defs.get(i).and_then(|(_, s)| org_name(*s))
-    }));
-
+    // Cycles: an acyclic graph is simply ordered and flattened; only when
+    // it cannot be (or other problems are reported anyway) are the strongly
+    // connected sets searched, to report every cycle with a path.
+    let cycles = |bases: &Csr| {
+        let names: Vec<&str> = defs.iter().map(|(r, _)| r.name.as_str()).collect();
+        find_cycles(bases, &names, |i| {
+            defs.get(i).and_then(|(_, s)| org_name(*s))
+        })
+    };
     if !problems.is_empty() {
+        problems.extend(cycles(&bases));
         return Err(CompileError::new(problems));
     }
 
@@ -308,7 +318,7 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
         role_scope.push(*scope);
     }
     // Flattened in topological order by the compiled core's one flattener.
-    Core::build(Parts {
+    let built = Core::build(Parts {
         lineage: previous.map_or_else(compiled::next_id, Core::lineage),
         numbering,
         perms,
@@ -321,9 +331,9 @@ pub(crate) fn compile_with(policy: &Policy, previous: Option<&Core>) -> Result<C
         org_index,
         default_creator,
         default_member,
-    })
-    // INVARIANT: `find_cycles` found none, so every role can be ordered.
-    .ok_or_else(|| CompileError::new(Vec::new()))
+    });
+    // The roles could not all be ordered: there is a cycle to report.
+    built.map_err(|bases| CompileError::new(cycles(&bases)))
 }
 
 /// Every strongly connected set with a cycle, each with one concrete path.

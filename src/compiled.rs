@@ -18,17 +18,23 @@
 //! roles it recomputes (the changed ones and everything inheriting from
 //! them).
 //!
-//! Rows are read only through [`Core::row`]: storing each distinct row once
-//! (a role → row indirection) is a change inside this module.
+//! Each distinct row is stored once, in a [`RowArena`]: a role holds the key
+//! of its row ([`Core::row_key`]), roles with equal rows hold equal keys, and
+//! the rows stored are exactly the distinct permission sets of the roles
+//! ([`Core::rows_stored`]). A row is never written while a role points at
+//! it: a patched role is re-pointed (copy-on-write), and a row whose last
+//! role leaves is dropped at once (reference counts), its slot reused; freed
+//! slots are given back when they outnumber the rows in use, so memory stays
+//! within twice the rows live plus a constant. A full compile starts a fresh,
+//! dense arena.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ahash::AHashMap;
 use hashbrown::HashTable;
 
-use crate::bits::{self, BitMatrix};
+use crate::bits;
 use crate::ids::{PermissionId, RoleId};
 
 /// The scope number of environment roles.
@@ -53,47 +59,136 @@ pub(crate) enum Grant<'a> {
     Prefix(&'a str),
 }
 
+/// The bytes of a hash table (hashbrown's layout) able to hold `capacity`
+/// entries of `entry` bytes: buckets are a power of two at most 7/8 full,
+/// each with a control byte.
+fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        capacity + 1
+    } else {
+        (capacity / 7 * 8).next_power_of_two()
+    };
+    buckets * (entry + 1) + 16
+}
+
 /// `len + add` as a `u32` offset, `None` when it does not fit.
 fn end_offset(len: usize, add: usize) -> Option<u32> {
     u32::try_from(len.checked_add(add)?).ok()
 }
 
-/// Names packed end to end in one string.
-#[derive(Debug, Clone, Default)]
+/// A list of names, each distinct name stored once: org role names repeat
+/// across organizations (`admin` in each of 100,000 of them), so the list
+/// holds a 4-byte reference per entry and the text of each distinct name.
+#[derive(Clone, Default)]
 pub(crate) struct Names {
+    /// The distinct names, packed end to end.
     text: String,
     ends: Vec<u32>,
+    /// Entry -> its distinct name.
+    ids: Vec<u32>,
+    /// The distinct names, by content.
+    index: HashTable<u32>,
+    state: ahash::RandomState,
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((0..self.ids.len()).map(|i| self.get(i)))
+            .finish()
+    }
 }
 
 impl Names {
+    /// Room for `n` entries, all distinct if need be (see
+    /// [`shrink_to_fit`](Self::shrink_to_fit)).
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
-            text: String::with_capacity(n.saturating_mul(12)),
-            ends: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            index: HashTable::with_capacity(n),
+            ..Self::default()
         }
+    }
+
+    /// Gives back the room the distinct names did not need.
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        let (text, ends, state) = (&self.text, &self.ends, &self.state);
+        self.index.shrink_to_fit(|&d| {
+            let start = match (d as usize).checked_sub(1) {
+                Some(prev) => ends.get(prev).copied().unwrap_or(0),
+                None => 0,
+            } as usize;
+            let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
+            state.hash_one(text.get(start..end).unwrap_or(""))
+        });
+    }
+
+    fn distinct(&self, d: u32) -> &str {
+        let start = match (d as usize).checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        } as usize;
+        let end = self.ends.get(d as usize).copied().unwrap_or(0) as usize;
+        self.text.get(start..end).unwrap_or("")
     }
 
     /// Appends `name`; `None` (and nothing appended) when the packed text
     /// would outgrow its `u32` offsets.
     #[must_use]
     pub(crate) fn push(&mut self, name: &str) -> Option<()> {
-        let end = end_offset(self.text.len(), name.len())?;
-        self.text.push_str(name);
-        self.ends.push(end);
+        let hash = self.state.hash_one(name);
+        let d = match self.find_name(name) {
+            Some(d) => d,
+            None => {
+                let end = end_offset(self.text.len(), name.len())?;
+                let d = u32::try_from(self.ends.len()).ok()?;
+                self.text.push_str(name);
+                self.ends.push(end);
+                let (text, ends, state) = (&self.text, &self.ends, &self.state);
+                self.index.insert_unique(hash, d, |&d| {
+                    let start = match (d as usize).checked_sub(1) {
+                        Some(prev) => ends.get(prev).copied().unwrap_or(0),
+                        None => 0,
+                    } as usize;
+                    let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
+                    state.hash_one(text.get(start..end).unwrap_or(""))
+                });
+                d
+            }
+        };
+        self.ids.push(d);
         Some(())
     }
 
     pub(crate) fn get(&self, i: usize) -> &str {
-        let start = match i.checked_sub(1) {
-            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
-            None => 0,
-        } as usize;
-        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
-        self.text.get(start..end).unwrap_or("")
+        self.ids.get(i).map_or("", |&d| self.distinct(d))
+    }
+
+    /// The distinct name of entry `i` (`u32::MAX` out of range).
+    #[inline]
+    fn name_id(&self, i: usize) -> u32 {
+        self.ids.get(i).copied().unwrap_or(u32::MAX)
+    }
+
+    /// The distinct name equal to `name`, if any entry has it.
+    #[inline]
+    fn find_name(&self, name: &str) -> Option<u32> {
+        let hash = self.state.hash_one(name);
+        self.index
+            .find(hash, |&d| self.distinct(d) == name)
+            .copied()
     }
 
     fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4
+        self.text.capacity()
+            + (self.ends.capacity() + self.ids.capacity()) * 4
+            + table_bytes(self.index.capacity(), 4)
     }
 }
 
@@ -142,18 +237,50 @@ impl Csr {
     }
 
     /// `n` lists: this one's, with `replaced` (sorted by item, unique)
-    /// substituted, and empty lists for items past the end.
+    /// substituted, and empty lists for items past the end. The unchanged
+    /// runs between replacements are copied whole (their offsets shifted),
+    /// so a patch of a few lists costs a copy, not a push per list.
     fn rebuilt(&self, n: usize, replaced: &[(usize, Vec<u32>)]) -> Option<Self> {
-        let mut out = Self::with_capacity(n);
-        let mut next = replaced.iter().peekable();
-        for i in 0..n {
-            match next.peek() {
-                Some((at, list)) if *at == i => {
-                    out.push(list)?;
-                    next.next();
-                }
-                _ => out.push(self.get(i))?,
+        let added: usize = replaced.iter().map(|(_, l)| l.len()).sum();
+        let mut out = Self {
+            offsets: Vec::with_capacity(n + 1),
+            items: Vec::with_capacity(self.items.len() + added),
+        };
+        out.offsets.push(0);
+        let len = self.len();
+        // Copies lists `from..to` of this one (those that exist).
+        let copy = |out: &mut Self, from: usize, to: usize| -> Option<()> {
+            let to = to.min(len);
+            if from >= to {
+                return Some(());
             }
+            let start = self.offsets.get(from).copied().unwrap_or(0);
+            let end = self.offsets.get(to).copied().unwrap_or(start);
+            let base = end_offset(out.items.len(), 0)?;
+            end_offset(out.items.len(), (end - start) as usize)?;
+            out.items
+                .extend_from_slice(self.items.get(start as usize..end as usize)?);
+            let shifted = self
+                .offsets
+                .get(from + 1..=to)?
+                .iter()
+                .map(|&o| o - start + base);
+            out.offsets.extend(shifted);
+            Some(())
+        };
+        let mut at = 0;
+        for (i, list) in replaced.iter().filter(|(i, _)| *i < n) {
+            copy(&mut out, at, *i)?;
+            // Lists past this one's end up to `i` are empty.
+            while out.len() < *i {
+                out.push(&[])?;
+            }
+            out.push(list)?;
+            at = i + 1;
+        }
+        copy(&mut out, at, n)?;
+        while out.len() < n {
+            out.push(&[])?;
         }
         Some(out)
     }
@@ -190,12 +317,20 @@ impl Csr {
         }
     }
 
+    fn shrink_to_fit(&mut self) {
+        self.offsets.shrink_to_fit();
+        self.items.shrink_to_fit();
+    }
+
     fn heap_bytes(&self) -> usize {
         (self.offsets.capacity() + self.items.capacity()) * 4
     }
 }
 
-/// Role lookup by `(scope, name)` without storing the names twice.
+/// Role lookup by `(scope, name)` without storing the names twice: keyed
+/// by the scope and the interned name's number, so that building it hashes
+/// two integers per role, and a lookup hashes the name once in the small
+/// table of distinct names.
 #[derive(Clone)]
 struct RoleIndex {
     table: HashTable<u32>,
@@ -219,23 +354,206 @@ impl RoleIndex {
         let state = &self.state;
         let key = |&id: &u32| {
             let id = id as usize;
-            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.get(id)))
+            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.name_id(id)))
         };
         self.table.insert_unique(key(&id), id, key);
     }
 
     #[inline]
     fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<usize> {
-        let hash = self.state.hash_one((scope, name));
+        let d = names.find_name(name)?;
+        let hash = self.state.hash_one((scope, d));
         self.table
             .find(hash, |&id| {
-                scopes.get(id as usize) == Some(&scope) && names.get(id as usize) == name
+                scopes.get(id as usize) == Some(&scope) && names.name_id(id as usize) == d
             })
             .map(|&id| id as usize)
     }
 
     fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        table_bytes(self.table.capacity(), 4)
+    }
+}
+
+/// "No row yet": the key of a role added by a patch before it is flattened.
+const NO_ROW: u32 = u32::MAX;
+
+/// The distinct permission rows, each stored once (hash-consed).
+///
+/// Roles point at a row by key (a slot number). A row is never written
+/// while a role points at it: a role whose permissions change is re-pointed
+/// at another row (an existing equal one, or a new one), so a row shared by
+/// 50,000 roles is copy-on-write by construction. Every slot in use holds a
+/// row some role points at (`refs` counts them): a row whose last role
+/// leaves is removed from the table at once and its slot reused, so the
+/// stored rows are exactly the distinct effective permission sets. Slots
+/// never outnumber the rows ever live at once; [`RowArena::compacted`] gives
+/// the memory of freed slots back when they dominate.
+#[derive(Clone)]
+struct RowArena {
+    width: usize,
+    /// Slot `k`'s row at `k * width`.
+    words: Vec<u64>,
+    /// Slot -> the roles pointing at it; 0 for a free slot.
+    refs: Vec<u32>,
+    free: Vec<u32>,
+    /// The slots in use, by row content.
+    table: HashTable<u32>,
+    state: ahash::RandomState,
+}
+
+impl RowArena {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            words: Vec::new(),
+            refs: Vec::new(),
+            free: Vec::new(),
+            table: HashTable::new(),
+            state: ahash::RandomState::new(),
+        }
+    }
+
+    /// Gives back the room the rows did not need (after a compile sized the
+    /// table for as many rows as roles, to insert without rehashing).
+    fn shrink_to_fit(&mut self) {
+        self.words.shrink_to_fit();
+        self.refs.shrink_to_fit();
+        let (words, width, state) = (&self.words, self.width, &self.state);
+        self.table.shrink_to_fit(|&k| {
+            let s = k as usize * width;
+            state.hash_one(words.get(s..s + width).unwrap_or(&[]))
+        });
+    }
+
+    #[inline]
+    fn row(&self, key: u32) -> &[u64] {
+        let start = (key as usize).saturating_mul(self.width);
+        self.words
+            .get(start..start.saturating_add(self.width))
+            .unwrap_or(&[])
+    }
+
+    /// Rows stored (slots in use).
+    fn live(&self) -> usize {
+        self.refs.len() - self.free.len()
+    }
+
+    fn hash(&self, row: &[u64]) -> u64 {
+        self.state.hash_one(row)
+    }
+
+    /// The key of a row equal to `row` (`width` words), one more role
+    /// pointing at it: an existing row, else a new one. `None` when keys
+    /// run out.
+    fn intern(&mut self, row: &[u64]) -> Option<u32> {
+        let hash = self.hash(row);
+        let (words, width) = (&self.words, self.width);
+        let at = |k: u32| {
+            let s = k as usize * width;
+            words.get(s..s + width)
+        };
+        if let Some(&k) = self.table.find(hash, |&k| at(k) == Some(row)) {
+            if let Some(r) = self.refs.get_mut(k as usize) {
+                *r += 1;
+            }
+            return Some(k);
+        }
+        let k = match self.free.pop() {
+            Some(k) => {
+                let s = k as usize * width;
+                if let Some(dst) = self.words.get_mut(s..s + width) {
+                    dst.copy_from_slice(row);
+                }
+                k
+            }
+            None => {
+                let k = u32::try_from(self.refs.len())
+                    .ok()
+                    .filter(|&k| k != NO_ROW)?;
+                self.words.extend_from_slice(row);
+                self.refs.push(0);
+                k
+            }
+        };
+        if let Some(r) = self.refs.get_mut(k as usize) {
+            *r = 1;
+        }
+        let (words, state) = (&self.words, &self.state);
+        self.table.insert_unique(hash, k, |&k| {
+            let s = k as usize * width;
+            state.hash_one(words.get(s..s + width).unwrap_or(&[]))
+        });
+        Some(k)
+    }
+
+    /// One more role points at `key`.
+    #[inline]
+    fn retain(&mut self, key: u32) {
+        if let Some(r) = self.refs.get_mut(key as usize) {
+            *r += 1;
+        }
+    }
+
+    /// One role fewer points at `key`; the row is dropped with its last role.
+    fn release(&mut self, key: u32) {
+        let Some(r) = self.refs.get_mut(key as usize) else {
+            return;
+        };
+        *r = r.saturating_sub(1);
+        if *r > 0 {
+            return;
+        }
+        let hash = self.hash(self.row(key));
+        if let Ok(entry) = self.table.find_entry(hash, |&k| k == key) {
+            entry.remove();
+        }
+        self.free.push(key);
+    }
+
+    /// The same rows, `width` words wide (cut, or padded with zeros), and
+    /// `remap` from old keys to new ones: rows made equal by the cut (or by
+    /// `clear`, a bit cleared in every row) are merged, and only live rows
+    /// are kept, densely numbered. `NO_ROW` maps to itself.
+    fn compacted(&self, width: usize, clear: Option<usize>) -> (Self, Vec<u32>) {
+        let mut out = Self::new(width);
+        out.state = self.state.clone();
+        let mut remap = vec![NO_ROW; self.refs.len()];
+        let mut row = vec![0u64; width];
+        for (k, &refs) in self.refs.iter().enumerate() {
+            if refs == 0 {
+                continue;
+            }
+            row.fill(0);
+            let src = self.row(k as u32);
+            let n = src.len().min(width);
+            if let (Some(d), Some(s)) = (row.get_mut(..n), src.get(..n)) {
+                d.copy_from_slice(s);
+            }
+            if let Some(bit) = clear {
+                let (word, mask) = bits::locate(bit);
+                if let Some(w) = row.get_mut(word) {
+                    *w &= !mask;
+                }
+            }
+            let Some(new) = out.intern(&row) else {
+                continue;
+            };
+            // `intern` counted one role; the old row's roles all move over.
+            if let Some(r) = out.refs.get_mut(new as usize) {
+                *r += refs - 1;
+            }
+            if let Some(slot) = remap.get_mut(k) {
+                *slot = new;
+            }
+        }
+        (out, remap)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.words.capacity() * 8
+            + (self.refs.capacity() + self.free.capacity()) * 4
+            + table_bytes(self.table.capacity(), 4)
     }
 }
 
@@ -370,8 +688,8 @@ impl Permissions {
         let text: usize = self.names.iter().map(|p| p.len()).sum();
         self.names.capacity() * 16
             + text * 2
-            + self.index.capacity() * 21
-            + self.retired.capacity() * 21
+            + table_bytes(self.index.capacity(), 24)
+            + table_bytes(self.retired.capacity(), 24)
             + self.sorted.capacity() * 4
     }
 }
@@ -426,7 +744,10 @@ pub(crate) struct Core {
     /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
     grants: Arc<Csr>,
     wildcards: Arc<Vec<Box<str>>>,
-    rows: Arc<BitMatrix>,
+    /// The distinct rows, each stored once.
+    rows: Arc<RowArena>,
+    /// Role -> the key of its row in `rows`.
+    row_keys: Arc<Vec<u32>>,
     /// Role -> the longest chain from it, counted in roles.
     depth: Arc<Vec<u32>>,
     max_depth: u32,
@@ -440,10 +761,14 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Flattens validated parts. `None` when the bases have a cycle (the
-    /// compiler reports cycles before it gets here).
-    pub(crate) fn build(parts: Parts) -> Option<Self> {
+    /// Flattens validated parts; when the bases have a cycle, gives them
+    /// back (for the compiler to find and report every cycle: ordering an
+    /// acyclic graph is cheaper than looking for cycles first).
+    pub(crate) fn build(mut parts: Parts) -> Result<Self, Csr> {
         let n = parts.role_scope.len();
+        parts.bases.shrink_to_fit();
+        parts.grants.shrink_to_fit();
+        parts.role_names.shrink_to_fit();
         let role_index = RoleIndex::build(&parts.role_names, &parts.role_scope);
         let dependents = parts.bases.transpose(n);
         let width = bits::words_for(parts.perms.slots());
@@ -459,7 +784,11 @@ impl Core {
             dependents: Arc::new(dependents),
             grants: Arc::new(parts.grants),
             wildcards: Arc::new(parts.wildcards),
-            rows: Arc::new(BitMatrix::new(n, width)),
+            rows: Arc::new(RowArena {
+                table: HashTable::with_capacity(n),
+                ..RowArena::new(width)
+            }),
+            row_keys: Arc::new(vec![NO_ROW; n]),
             depth: Arc::new(vec![0; n]),
             max_depth: 0,
             orgs: Arc::new(parts.orgs),
@@ -468,9 +797,13 @@ impl Core {
             default_member: parts.default_member,
             extending: Arc::default(),
         };
-        let order = topological_order(&core.bases, &core.dependents, None)?;
+        let Some(order) = topological_order(&core.bases, &core.dependents, None) else {
+            return Err(Arc::unwrap_or_clone(core.bases));
+        };
         core.flatten(&order);
-        Some(core)
+        // A compile knows every row it stores: no room kept for more.
+        Arc::make_mut(&mut core.rows).shrink_to_fit();
+        Ok(core)
     }
 
     /// Recomputes the rows and depths of `order`, which lists roles bases
@@ -481,35 +814,89 @@ impl Core {
     /// closed if the roles outside it were.
     fn flatten(&mut self, order: &[usize]) {
         let rows = Arc::make_mut(&mut self.rows);
-        let depth = Arc::make_mut(&mut self.depth);
+        let keys = Arc::make_mut(&mut self.row_keys);
+        // Copied only when a depth changes, which a grant never does.
+        let depth = &mut self.depth;
+        let mut scratch = vec![0u64; rows.width];
         let mut changed = false;
         for &r in order {
-            let row = rows.row_mut(r);
-            row.fill(0);
-            for &g in self.grants.get(r) {
-                match decode(&self.wildcards, g) {
-                    Some(Grant::Exact(id)) => bits::set(row, id.index()),
-                    Some(Grant::Prefix(prefix)) => {
-                        for id in self.perms.matching(prefix) {
-                            bits::set(row, id.index());
+            let grants = self.grants.get(r);
+            let bases = self.bases.get(r);
+            let key_of = |b: u32| keys.get(b as usize).copied().unwrap_or(NO_ROW);
+            // A role that only extends roles sharing one row has that row:
+            // the common case of multi-tenant policies, found without
+            // reading a word (the result is the same as computing it).
+            let shared = match bases.split_first() {
+                Some((&first, rest)) if grants.is_empty() => {
+                    let k = key_of(first);
+                    (k != NO_ROW && rest.iter().all(|&b| key_of(b) == k)).then_some(k)
+                }
+                _ => None,
+            };
+            let new = match shared {
+                Some(k) => {
+                    rows.retain(k);
+                    k
+                }
+                None => {
+                    scratch.fill(0);
+                    for &g in grants {
+                        match decode(&self.wildcards, g) {
+                            Some(Grant::Exact(id)) => bits::set(&mut scratch, id.index()),
+                            Some(Grant::Prefix(prefix)) => {
+                                for id in self.perms.matching(prefix) {
+                                    bits::set(&mut scratch, id.index());
+                                }
+                            }
+                            None => {}
                         }
                     }
-                    None => {}
+                    for &b in bases {
+                        bits::or_into(&mut scratch, rows.row(key_of(b)));
+                    }
+                    // INVARIANT: keys cannot run out: there are fewer
+                    // distinct rows than roles, whose ids fit below `NO_ROW`.
+                    rows.intern(&scratch).unwrap_or(NO_ROW)
+                }
+            };
+            // The new row is counted before the old one is released, so a
+            // row that stays the same is never freed and stored again.
+            if let Some(slot) = keys.get_mut(r) {
+                let old = std::mem::replace(slot, new);
+                if old != NO_ROW {
+                    rows.release(old);
                 }
             }
             let mut d = 0;
-            for &b in self.bases.get(r) {
-                rows.or_row(r, b as usize);
+            for &b in bases {
                 d = d.max(depth.get(b as usize).copied().unwrap_or(0));
             }
-            if let Some(slot) = depth.get_mut(r) {
-                changed |= *slot != d + 1;
-                *slot = d + 1;
+            if depth.get(r).is_some_and(|&old| old != d + 1) {
+                if let Some(slot) = Arc::make_mut(depth).get_mut(r) {
+                    *slot = d + 1;
+                    changed = true;
+                }
             }
         }
         if changed {
             self.max_depth = depth.iter().copied().max().unwrap_or(0);
         }
+    }
+
+    /// Renumbers the rows densely when freed slots outnumber the rows in
+    /// use (after patches moved many roles off their rows), and at a new
+    /// `width`, or with `clear` cleared in every row, always.
+    fn compact(&mut self, width: usize, clear: Option<usize>) {
+        let (rows, remap) = self.rows.compacted(width, clear);
+        let identity = remap.iter().enumerate().all(|(k, &n)| n as usize == k);
+        if !identity {
+            for key in Arc::make_mut(&mut self.row_keys).iter_mut() {
+                if let Some(&n) = remap.get(*key as usize) {
+                    *key = n;
+                }
+            }
+        }
+        self.rows = Arc::new(rows);
     }
 
     /// A copy to patch; see [`Draft`].
@@ -603,34 +990,32 @@ impl Core {
     /// A role's closed permission row (empty for an out-of-range index).
     #[inline]
     pub(crate) fn row(&self, role: usize) -> &[u64] {
-        self.rows.row(role)
+        self.row_by_key(self.row_key(role))
     }
 
-    // PLACEHOLDER (principal helper): the "rows" helper's hash-consed rows
-    // replace these three; until then every role is its own row.
-    /// The key of the row role `role` reads (equal rows, equal keys).
+    /// The key of a role's row: roles with equal rows have equal keys
+    /// (`u32::MAX`, which keys no row, for an out-of-range index).
     #[inline]
     pub(crate) fn row_key(&self, role: usize) -> u32 {
-        role as u32
+        self.row_keys.get(role).copied().unwrap_or(NO_ROW)
     }
 
-    /// The row stored under `key` (empty for an unknown key).
+    /// The row stored under `key` (empty for a key no row has).
     #[inline]
     pub(crate) fn row_by_key(&self, key: u32) -> &[u64] {
-        self.row(key as usize)
+        self.rows.row(key)
     }
 
-    /// How many distinct rows are stored.
-    #[allow(dead_code)]
+    /// The number of distinct rows stored: exactly the number of distinct
+    /// permission sets among the roles.
     pub(crate) fn rows_stored(&self) -> usize {
-        self.roles_len()
+        self.rows.live()
     }
-    // END PLACEHOLDER
 
     /// Row width in words.
     #[inline]
     pub(crate) fn width(&self) -> usize {
-        self.rows.width()
+        self.rows.width
     }
 
     /// The longest inheritance chain, counted in roles.
@@ -726,9 +1111,11 @@ impl Core {
         members
     }
 
-    /// Bytes taken by the permission rows.
+    /// Bytes taken by the permission rows: the distinct rows' words, and
+    /// each role's key (the arena's counts and table are in
+    /// [`memory_bytes`](Self::memory_bytes)).
     pub(crate) fn bitset_bytes(&self) -> usize {
-        self.rows.heap_bytes()
+        self.rows.words.capacity() * 8 + self.row_keys.capacity() * 4
     }
 
     /// Bytes of heap held, approximately.
@@ -756,8 +1143,10 @@ impl Core {
             + self.grants.heap_bytes()
             + self.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
             + self.rows.heap_bytes()
+            + self.row_keys.capacity() * 4
             + org_bytes
-            + self.org_index.capacity() * 21
+            + table_bytes(self.org_index.capacity(), 24)
+            + self.org_index.keys().map(|k| k.len()).sum::<usize>()
     }
 }
 
@@ -797,8 +1186,10 @@ impl Draft {
         // INVARIANT: the bit can only come from a grant of the permission,
         // which the caller also removes, a wildcard, which no longer matches
         // it, or a base's row, cleared here too: clearing it everywhere is
-        // what recomputing every row would give.
-        Arc::make_mut(&mut self.core.rows).clear_column(id.index());
+        // what recomputing every row would give. Rows that differed only in
+        // it are merged, so each distinct row stays stored once.
+        let width = self.core.rows.width;
+        self.core.compact(width, Some(id.index()));
         Some(())
     }
 
@@ -894,8 +1285,11 @@ impl Draft {
             core.grants = Arc::new(core.grants.rebuilt(n, &self.new_grants)?);
         }
         let width = bits::words_for(core.perms.slots());
-        if width != core.rows.width() || core.rows.rows() != n {
-            core.rows = Arc::new(core.rows.reshaped(n, width));
+        if width != core.rows.width {
+            core.compact(width, None);
+        }
+        if core.row_keys.len() != n {
+            Arc::make_mut(&mut core.row_keys).resize(n, NO_ROW);
         }
         if core.depth.len() != n {
             Arc::make_mut(&mut core.depth).resize(n, 0);
@@ -904,6 +1298,12 @@ impl Draft {
         self.dirty.dedup();
         let order = topological_order(&core.bases, &core.dependents, Some(&self.dirty))?;
         core.flatten(&order);
+        // Slots freed by the patch are reused by the next one; when they
+        // outnumber the rows in use, they are given back (bounded memory).
+        let rows = &core.rows;
+        if rows.free.len() > 64 && rows.free.len() > rows.live() {
+            core.compact(width, None);
+        }
         core.id = next_id();
         Some(self.core)
     }
@@ -916,58 +1316,76 @@ fn normalize(lists: &mut Vec<(usize, Vec<u32>)>) {
     lists.dedup_by_key(|(at, _)| *at);
 }
 
-/// Kahn's algorithm over `role -> base` edges, bases first: for every role
-/// (`seeds` `None`), or for `seeds` and every role extending one of them.
-/// `None` when they cannot all be ordered, which means a cycle.
+/// The roles to compute, bases first: every role (`seeds` `None`), by
+/// Kahn's algorithm over `role -> base` edges; or `seeds` and every role
+/// extending one of them, by a depth-first walk of the dependents whose
+/// reverse postorder puts each role after its bases. The walk costs what it
+/// visits plus two bitsets (`n / 4` bytes), not a pass over every role. `None`
+/// when they cannot all be ordered, which means a cycle.
 fn topological_order(bases: &Csr, dependents: &Csr, seeds: Option<&[usize]>) -> Option<Vec<usize>> {
-    let n = bases.len();
-    let (nodes, member): (Vec<usize>, Option<Vec<bool>>) = match seeds {
-        None => ((0..n).collect(), None),
-        Some(seeds) => {
-            let mut member = vec![false; n];
-            let mut stack = seeds.to_vec();
-            let mut nodes = Vec::new();
-            while let Some(r) = stack.pop() {
-                match member.get_mut(r) {
-                    Some(m) if !*m => *m = true,
-                    _ => continue,
-                }
-                nodes.push(r);
-                stack.extend(dependents.get(r).iter().map(|&d| d as usize));
-            }
-            (nodes, Some(member))
-        }
-    };
-    let inside = |b: u32| {
-        member
-            .as_ref()
-            .is_none_or(|m| m.get(b as usize) == Some(&true))
-    };
-    let mut pending = vec![0u32; n];
-    for &r in &nodes {
-        if let Some(p) = pending.get_mut(r) {
-            *p = bases.get(r).iter().filter(|&&b| inside(b)).count() as u32;
-        }
+    match seeds {
+        None => kahn(bases, dependents),
+        Some(seeds) => reverse_postorder(dependents, bases.len(), seeds),
     }
-    let mut queue: VecDeque<usize> = nodes
-        .iter()
-        .copied()
-        .filter(|&r| pending.get(r) == Some(&0))
-        .collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(r) = queue.pop_front() {
-        order.push(r);
-        // The set is closed under `dependents`: every dependent is inside.
+}
+
+fn kahn(bases: &Csr, dependents: &Csr) -> Option<Vec<usize>> {
+    let n = bases.len();
+    let mut pending: Vec<u32> = (0..n).map(|r| bases.get(r).len() as u32).collect();
+    let mut order: Vec<usize> = (0..n).filter(|&r| bases.get(r).is_empty()).collect();
+    order.reserve(n - order.len());
+    // `order` is its own queue: roles from `next` on are ready, not expanded.
+    let mut next = 0;
+    while let Some(&r) = order.get(next) {
+        next += 1;
         for &d in dependents.get(r) {
             if let Some(p) = pending.get_mut(d as usize) {
                 *p -= 1;
                 if *p == 0 {
-                    queue.push_back(d as usize);
+                    order.push(d as usize);
                 }
             }
         }
     }
-    (order.len() == nodes.len()).then_some(order)
+    (order.len() == n).then_some(order)
+}
+
+fn reverse_postorder(dependents: &Csr, n: usize, seeds: &[usize]) -> Option<Vec<usize>> {
+    let words = bits::words_for(n);
+    // Entered, and finished: entered but not finished is on the stack, so
+    // meeting it again closes a cycle.
+    let (mut entered, mut finished) = (vec![0u64; words], vec![0u64; words]);
+    let mut post = Vec::new();
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for &seed in seeds {
+        if seed >= n || bits::test(&entered, seed) {
+            continue;
+        }
+        bits::set(&mut entered, seed);
+        stack.push((seed, 0));
+        while let Some((r, next)) = stack.last_mut() {
+            let r = *r;
+            match dependents.get(r).get(*next) {
+                Some(&d) => {
+                    *next += 1;
+                    let d = d as usize;
+                    if !bits::test(&entered, d) {
+                        bits::set(&mut entered, d);
+                        stack.push((d, 0));
+                    } else if !bits::test(&finished, d) {
+                        return None;
+                    }
+                }
+                None => {
+                    bits::set(&mut finished, r);
+                    post.push(r);
+                    stack.pop();
+                }
+            }
+        }
+    }
+    post.reverse();
+    Some(post)
 }
 
 #[cfg(test)]
@@ -1014,6 +1432,7 @@ mod tests {
             default_creator: None,
             default_member: None,
         })
+        .ok()
         .unwrap()
     }
 
@@ -1072,6 +1491,35 @@ mod tests {
         let mut draft = declared.draft();
         draft.set_bases(RoleId::new(0, 1).unwrap(), vec![3]);
         assert!(draft.finish().is_none());
+    }
+
+    #[test]
+    fn the_row_arena_stores_each_row_once_and_reuses_freed_slots() {
+        let mut arena = RowArena::new(2);
+        let a = arena.intern(&[1, 0]).unwrap();
+        let b = arena.intern(&[0, 1]).unwrap();
+        assert_eq!(arena.intern(&[1, 0]), Some(a), "equal rows share a key");
+        assert_eq!((arena.live(), arena.refs[a as usize]), (2, 2));
+        arena.release(a);
+        assert_eq!(arena.live(), 2, "one role still uses it");
+        arena.release(a);
+        assert_eq!(arena.live(), 1, "dropped with its last role");
+        assert!(arena.row(b) == [0, 1]);
+        let c = arena.intern(&[1, 1]).unwrap();
+        assert_eq!(c, a, "the freed slot is reused");
+        let d = arena.intern(&[1, 0]).unwrap();
+        assert_ne!(d, c);
+
+        // Clearing bit 64 makes `[0, 1]` equal to `[0, 0]`... and `[1, 1]`
+        // equal to `[1, 0]`: merged, with their roles counted together.
+        let (cleared, remap) = arena.compacted(2, Some(64));
+        assert_eq!(cleared.live(), 2);
+        assert_eq!(remap[c as usize], remap[d as usize]);
+        assert_eq!(cleared.refs[remap[c as usize] as usize], 2);
+        assert!(cleared.row(remap[b as usize]) == [0, 0]);
+        // A wider arena keeps every row, padded.
+        let (wide, _) = arena.compacted(3, None);
+        assert_eq!(wide.live(), 3);
     }
 
     #[test]

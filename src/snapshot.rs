@@ -207,10 +207,42 @@ impl Snapshot {
         self.0.max_depth() as usize
     }
 
-    /// Bytes taken by the per-role permission bitsets alone.
+    /// Bytes taken by the permission bitsets alone: the distinct rows (see
+    /// [`distinct_rows`](Self::distinct_rows)) and each role's 4-byte
+    /// reference to its row.
     #[must_use]
     pub fn bitset_bytes(&self) -> usize {
         self.0.bitset_bytes()
+    }
+
+    /// The number of distinct permission rows stored.
+    ///
+    /// Each role's effective permissions are one bitset row, and equal rows
+    /// are stored once: roles that only extend a role, or grant what it
+    /// already grants, share its row. This is exactly the number of distinct
+    /// effective permission sets among the roles, after a compile and after
+    /// every live update; memory for rows grows with it, not with the number
+    /// of roles.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rolegraph::Policy;
+    ///
+    /// let mut builder = Policy::builder();
+    /// builder.permission("projects:read");
+    /// builder.role("viewer").grant("projects:read");
+    /// for i in 0..100 {
+    ///     builder.organization(format!("org_{i}")).role("member").extends("viewer");
+    /// }
+    /// let snapshot = builder.build().compile()?;
+    /// assert_eq!(snapshot.roles_len(), 101);
+    /// assert_eq!(snapshot.distinct_rows(), 1, "101 roles, one row");
+    /// # Ok::<(), rolegraph::CompileError>(())
+    /// ```
+    #[must_use]
+    pub fn distinct_rows(&self) -> usize {
+        self.0.rows_stored()
     }
 
     /// Bytes of heap the snapshot holds (bitsets, names, indexes), approximately.

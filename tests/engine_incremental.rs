@@ -275,6 +275,13 @@ proptest! {
             if let Err(diff) = rolegraph_testkit::equivalent(&live, &full, &probe) {
                 prop_assert!(false, "after {:?}: {}", batch, diff);
             }
+            // Each distinct row stored once, patched or compiled whole.
+            for s in [&live, &full] {
+                if let Err(diff) = rolegraph_testkit::rows_match_distinct_sets(s) {
+                    prop_assert!(false, "after {:?}: {}", batch, diff);
+                }
+            }
+
             // The membership index answers as the naive oracle, for every
             // user and organization the strategies touch (and absent ones).
             for o in ["org_a", "org_b", "org_c", "org_z"] {
@@ -563,8 +570,9 @@ fn permission_names_and_sizes_follow_the_lineage() {
     let first = engine.snapshot();
     let read = first.permission_id("a:read").unwrap();
     assert_eq!(first.permission_name(read), Some("a:read"));
-    // One role, two permissions: one word of bits; the whole snapshot is more.
-    assert_eq!(first.bitset_bytes(), 8);
+    // One role, two permissions: one row of one word, and the role's 4-byte
+    // key to it; the whole snapshot is more.
+    assert_eq!(first.bitset_bytes(), 8 + 4);
     assert!(first.memory_bytes() > first.bitset_bytes());
     engine
         .apply(

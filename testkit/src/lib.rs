@@ -356,6 +356,46 @@ fn decide(s: &Snapshot, claims: &Claims, spec: &Spec) -> String {
     out
 }
 
+/// The number of distinct effective permission sets among a snapshot's
+/// roles, computed from their explanations (a walk of bases and grants that
+/// never reads a compiled row): what `Snapshot::distinct_rows` must report,
+/// since each distinct row is stored exactly once.
+///
+/// # Panics
+///
+/// When a role of the snapshot cannot explain itself.
+#[must_use]
+pub fn distinct_permission_sets(s: &Snapshot) -> usize {
+    let sets: BTreeSet<Vec<String>> = s
+        .roles()
+        .map(|r| {
+            let (org, name) = key(s, r);
+            s.effective_permissions(org.as_deref(), &name)
+                .unwrap_or_else(|e| panic!("role {name} does not explain itself: {e}"))
+                .into_iter()
+                .map(|e| e.name)
+                .collect()
+        })
+        .collect();
+    sets.len()
+}
+
+/// [`distinct_permission_sets`] against the rows the snapshot stores.
+///
+/// # Errors
+///
+/// The two counts, when they differ.
+pub fn rows_match_distinct_sets(s: &Snapshot) -> Result<(), String> {
+    let (stored, distinct) = (s.distinct_rows(), distinct_permission_sets(s));
+    if stored == distinct {
+        Ok(())
+    } else {
+        Err(format!(
+            "{stored} rows stored for {distinct} distinct permission sets"
+        ))
+    }
+}
+
 /// The membership oracle: what `user` holds in `organization`, computed
 /// naively from the snapshot's ordered membership listing
 /// ([`Snapshot::memberships_of`]) and the policy's name resolution, never
