@@ -4,6 +4,7 @@
 
 mod model;
 mod patch;
+mod watch;
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -442,6 +443,7 @@ struct Shared {
     recovery: Option<Recovery>,
     /// The journal's directory, for history older than what memory keeps.
     journal_dir: Option<std::path::PathBuf>,
+    watch: watch::Watch,
 }
 
 impl Drop for Shared {
@@ -950,6 +952,7 @@ impl Engine {
                 checkpoints: Arc::default(),
                 recovery,
                 journal_dir,
+                watch: watch::Watch::default(),
             }),
         }
     }
@@ -1175,6 +1178,7 @@ impl Engine {
                 .unwrap_or_default(),
         }));
         writer.model = draft;
+        self.shared.watch.published();
         lock(&self.shared.feed).retain(|s| match s.tx.try_send(Arc::clone(&entry)) {
             Ok(()) => true,
             Err(mpsc::TrySendError::Full(_)) => {
@@ -1585,6 +1589,24 @@ impl Engine {
     #[must_use]
     pub fn entity_clock(&self, entity: &str) -> Option<u64> {
         self.shared.state.load().model.clocks.get(entity).copied()
+    }
+
+    /// The entity clocks whose entity starts with `prefix`, in entity order
+    /// (the Scalekit handler's email → user links).
+    ///
+    /// # Complexity
+    ///
+    /// One ordered-map seek, then one step per entity returned.
+    pub(crate) fn entity_clocks_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
+        use std::ops::Bound;
+        let state = self.shared.state.load();
+        state
+            .model
+            .clocks
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(entity, _)| entity.starts_with(prefix))
+            .map(|(entity, at)| (entity.clone(), *at))
+            .collect()
     }
 
     /// Sets who may make guarded assignments.
