@@ -98,10 +98,17 @@ async fn a_request_waits_for_its_revision_then_is_decided_at_or_after_it() {
             bump(&engine, k);
         }
     });
+    let start = Instant::now();
     let a = projects(&app, &token, Some(&wanted.to_string())).await;
     writer.join().unwrap();
     assert_eq!(a.status, 200, "{a:?}");
     assert!(a.revision.unwrap() >= wanted, "{a:?}");
+    // Woken by the publish, not by the end of the 30 s wait.
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]

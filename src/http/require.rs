@@ -651,4 +651,68 @@ mod tests {
             .with_permissions(["a"])
             .satisfies(&req));
     }
+
+    /// The answer the layer sends for `roles` under `rule`, by the
+    /// prebuilt path when it applies and by the general one otherwise: the
+    /// status, the challenge and the body.
+    fn answer(rule: Rule, roles: &[&str]) -> Option<(u16, String, String)> {
+        let s = snapshot();
+        let layer = RequireLayer::resolve(&s, rule, Answers::new()).unwrap();
+        let auth = Authenticated::new(
+            s.principal(None, roles),
+            Arc::new(crate::token::VerifiedClaims::default()),
+            super::super::PrincipalSource::Claims,
+        );
+        let response = layer.check(Some(&auth)).err()?;
+        let challenge = response.headers()[http::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = String::from_utf8(response.body().to_vec()).unwrap();
+        Some((response.status().as_u16(), challenge, body))
+    }
+
+    #[test]
+    fn denials_name_exactly_the_missing_permissions_on_either_path() {
+        let scope = |rule: Rule, roles: &[&str]| {
+            answer(rule, roles).map(|(status, challenge, body)| {
+                assert_eq!(status, 403);
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["status"], 403);
+                challenge
+                    .split_once("scope=\"")
+                    .map(|(_, s)| s.trim_end_matches('"').to_owned())
+            })
+        };
+        // None held: the prebuilt answer names every permission.
+        assert_eq!(
+            scope(Rule::all_of(["a", "b", "a"]), &["nobody"]),
+            Some(Some("a b".into()))
+        );
+        // One held: the general path names only the other.
+        assert_eq!(
+            scope(Rule::all_of(["a", "b"]), &["viewer"]),
+            Some(Some("b".into()))
+        );
+        assert_eq!(
+            scope(Rule::permission("b"), &["viewer"]),
+            Some(Some("b".into()))
+        );
+        // A role rule names no permission.
+        assert_eq!(scope(Rule::role("viewer"), &["nobody"]), Some(None));
+        // Allowed: no answer.
+        assert_eq!(scope(Rule::permission("a"), &["viewer"]), None);
+        // The prebuilt answer is byte for byte the general one.
+        let rejection = Rejection::InsufficientScope {
+            missing: vec!["a".into(), "b".into()],
+            requirement: String::new(),
+        }
+        .default_response("api");
+        let (_, challenge, body) = answer(Rule::any_of(["a", "b"]), &["nobody"]).unwrap();
+        assert_eq!(
+            challenge,
+            rejection.headers()[http::header::WWW_AUTHENTICATE]
+        );
+        assert_eq!(body.as_bytes(), &rejection.body()[..]);
+    }
 }
