@@ -1597,6 +1597,7 @@ impl Engine {
     /// # Complexity
     ///
     /// One ordered-map seek, then one step per entity returned.
+    #[cfg(feature = "scalekit")]
     pub(crate) fn entity_clocks_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
         use std::ops::Bound;
         let state = self.shared.state.load();

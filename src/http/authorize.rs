@@ -309,12 +309,28 @@ impl Shared {
         if let Some(revision) = min_revision {
             self.reach(revision).await?;
         }
+        Ok(self.authenticated(claims))
+    }
+
+    /// The request's principal from verified claims, on the current
+    /// snapshot.
+    fn authenticated(&self, claims: Arc<VerifiedClaims>) -> Authenticated {
         // INVARIANT: the one snapshot load of the request; the principal
         // keeps this snapshot, so every check of the request sees one policy
-        // (at or after the revision asked for: revisions only grow).
+        // (at or after any revision asked for: revisions only grow).
         let snapshot = self.engine.snapshot();
         let (principal, source) = principal(&snapshot, &claims, self.mode);
-        Ok(Authenticated::new(principal, claims, source))
+        Authenticated::new(principal, claims, source)
+    }
+
+    /// The request's principal at once, when the verifier holds the token
+    /// and no wait is asked for: no boxed future, no async step.
+    fn at_once(&self, token: &str, min_revision: Option<u64>) -> Option<Authenticated> {
+        if min_revision.is_some_and(|r| self.engine.revision() < r) {
+            return None;
+        }
+        let claims = self.verifier.verified(token)?;
+        Some(self.authenticated(claims))
     }
 }
 
@@ -464,6 +480,23 @@ where
                 return ResponseFuture::done(self.shared.answers.respond(&rejection));
             }
         };
+        // A token the verifier holds: decided now, the inner service called
+        // right away (it was driven to readiness by `poll_ready`).
+        let value = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map_or(&[][..], |v| v.as_bytes());
+        let ready = token_at(value, range.clone())
+            .ok()
+            .and_then(|token| self.shared.at_once(token, min_revision));
+        if let Some(authenticated) = ready {
+            req.extensions_mut().insert(authenticated);
+            return ResponseFuture {
+                state: State::Calling {
+                    future: self.inner.call(req),
+                },
+            };
+        }
         // The service that was driven to readiness goes into the future; a
         // clone stays for the next call (tower's `mem::replace` pattern).
         let clone = self.inner.clone();
