@@ -477,13 +477,13 @@ impl RequireLayer {
         self.route.allows(authenticated.principal())
     }
 
-    /// `Ok` when the request may go on, else the answer.
-    fn check(&self, authenticated: Option<&Authenticated>) -> Result<(), Response<Bytes>> {
+    /// `None` when the request may go on, else the answer.
+    fn check(&self, authenticated: Option<&Authenticated>) -> Option<Response<Bytes>> {
         let Some(auth) = authenticated else {
-            return Err(self.refuse(&Rejection::MissingCredentials));
+            return Some(self.refuse(&Rejection::MissingCredentials));
         };
         if self.route.allows(auth.principal()) {
-            return Ok(());
+            return None;
         }
         // The common denial (none of the rule's permissions held, default
         // answers, nothing logged) is answered from the prebuilt parts.
@@ -491,10 +491,10 @@ impl RequireLayer {
             && !logging_denials()
             && self.route.lacks_all(auth.principal())
         {
-            return Err(self.route.denied.response());
+            return Some(self.route.denied.response());
         }
         super::log_denial(auth, &self.route.rule, &self.route.text);
-        Err(self.refuse(&Rejection::InsufficientScope {
+        Some(self.refuse(&Rejection::InsufficientScope {
             missing: self.route.missing(auth.principal()),
             requirement: self.route.text.to_string(),
         }))
@@ -550,12 +550,12 @@ where
         match self.layer.check(req.extensions().get::<Authenticated>()) {
             // The inner service was driven to readiness by `poll_ready` and
             // is called right away: no clone needed.
-            Ok(()) => RequireFuture {
+            None => RequireFuture {
                 state: RequireState::Inner {
                     future: self.inner.call(req),
                 },
             },
-            Err(response) => RequireFuture {
+            Some(response) => RequireFuture {
                 state: RequireState::Rejected {
                     response: Some(response),
                 },
@@ -663,7 +663,7 @@ mod tests {
             Arc::new(crate::token::VerifiedClaims::default()),
             super::super::PrincipalSource::Claims,
         );
-        let response = layer.check(Some(&auth)).err()?;
+        let response = layer.check(Some(&auth))?;
         let challenge = response.headers()[http::header::WWW_AUTHENTICATE]
             .to_str()
             .unwrap()
