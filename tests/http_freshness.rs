@@ -89,6 +89,8 @@ async fn a_revision_already_published_is_served_at_once_and_no_header_never_wait
 async fn a_request_waits_for_its_revision_then_is_decided_at_or_after_it() {
     let app = app(Duration::from_secs(30)).await;
     let token = viewer(&app);
+    // The verifier holds the token: the wait must not be skipped for it.
+    assert_eq!(projects(&app, &token, None).await.status, 200);
     let wanted = app.engine.revision() + 3;
     let engine = app.engine.clone();
     // Published from another thread while the request waits.
@@ -116,6 +118,12 @@ async fn a_revision_not_reached_in_time_is_a_503_with_retry_after() {
     let app = app(Duration::from_millis(200)).await;
     let token = viewer(&app);
     let wanted = app.engine.revision() + 1;
+    // For a token the verifier holds (the layer's no-future path) and for
+    // one it does not.
+    let cold = app.issuer.mint(&TestClaims::new("usr_w", &["viewer"]));
+    let a = projects(&app, &cold, Some(&wanted.to_string())).await;
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(projects(&app, &token, None).await.status, 200);
     let start = Instant::now();
     let a = projects(&app, &token, Some(&wanted.to_string())).await;
     assert!(start.elapsed() >= Duration::from_millis(200), "{a:?}");
