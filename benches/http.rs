@@ -7,7 +7,10 @@
 //!   verifier has seen (a verification-cache hit), the principal, one route
 //!   requirement, the call (target ≤ 1 µs above the baseline);
 //! - `http/authorize/verify_rs256`: the same with an RS256 verification on
-//!   every request (the cost the cache removes).
+//!   every request (the cost the cache removes);
+//! - `http/authorize/denied`: a cached token whose principal does not meet
+//!   the route's requirement: the RFC 6750 403 with its problem+json body
+//!   (answered from parts built when the route was).
 //!
 //! ```text
 //! cargo bench --features axum --bench http -- --warm-up-time 1 --measurement-time 3
@@ -33,7 +36,9 @@ const AUDIENCE: &str = "prj_bench";
 
 fn policy() -> Policy {
     let mut p = Policy::new();
-    p.permission("projects:read").permission("projects:write");
+    p.permission("projects:read")
+        .permission("projects:write")
+        .permission("projects:delete");
     p.role("viewer").grant("projects:read");
     p.role("editor").extends("viewer").grant("projects:write");
     p.organization("org_1");
@@ -128,6 +133,28 @@ fn bench(c: &mut Criterion) {
                         start.elapsed()
                     })
                 });
+            });
+        }
+        if cache > 0 {
+            let mut denied = ServiceBuilder::new()
+                .layer(auth.clone())
+                .layer(auth.require("projects:delete").unwrap())
+                .service_fn(inner);
+            let status = rt.block_on(async {
+                let mut req = Request::new(());
+                *req.headers_mut() = headers.clone();
+                denied
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(req)
+                    .await
+                    .unwrap()
+                    .status()
+            });
+            assert_eq!(status, 403);
+            g.bench_function("authorize/denied", |b| {
+                b.iter_custom(|iters| drive(&rt, &mut denied, &headers, iters));
             });
         }
         let stats = verifier.stats();

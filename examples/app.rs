@@ -43,7 +43,7 @@ use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -51,7 +51,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use rolegraph::http::{webhook_route, Authenticated, AuthorizeLayer, Mode, Rule};
+use rolegraph::http::{webhook_route, Authenticated, AuthorizeLayer, Mode, Rule, REVISION_HEADER};
 use rolegraph::scalekit::{Handler, Source, SourceError, Verifier as WebhookVerifier};
 use rolegraph::token::{DevClaims, DevIssuer, JwksVerifier, Verifier};
 use rolegraph::{Change, ChangeError, ChangeMeta, Engine, Permission, Policy, Role};
@@ -428,10 +428,17 @@ async fn assign_member_roles(
             let audit = history.last().map(|a| {
                 json!({"revision": a.revision, "actor": a.actor, "before": a.before, "after": a.after})
             });
-            json_answer(
+            let mut answer = json_answer(
                 StatusCode::OK,
                 &json!({"user": user, "roles": roles, "revision": outcome.revision, "audit": audit}),
-            )
+            );
+            // Read-your-writes: a request sending this header back is
+            // decided at or after this change (`min_revision_header`).
+            answer.headers_mut().insert(
+                axum::http::HeaderName::from_static(REVISION_HEADER),
+                outcome.revision.into(),
+            );
+            answer
         }
         Err(ChangeError::Forbidden { requirement, .. }) => problem(
             StatusCode::FORBIDDEN,
@@ -459,7 +466,8 @@ fn router(
 ) -> Result<Router, BoxError> {
     let auth = AuthorizeLayer::new(engine.clone(), verifier)
         .mode(Mode::Membership)
-        .realm("projects");
+        .realm("projects")
+        .min_revision_header(REVISION_HEADER, Duration::from_secs(2))?;
     let state = AppState {
         engine: engine.clone(),
         projects: Arc::new(Mutex::new(Projects::default())),
@@ -633,6 +641,8 @@ impl DevApp {
 struct Answer {
     status: u16,
     www_authenticate: String,
+    /// `x-rolegraph-revision`, when the answer carries it.
+    revision: Option<String>,
     body: String,
 }
 
@@ -689,10 +699,16 @@ impl Tour<'_> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let revision = response
+            .headers()
+            .get(REVISION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response.text().await?;
         Ok(Answer {
             status,
             www_authenticate,
+            revision,
             body,
         })
     }
@@ -1078,16 +1094,24 @@ pub async fn tour(out: &mut dyn Write) -> Result<bool, BoxError> {
         },
     )?;
 
+    // Read-your-writes: the assignment's revision, sent back, makes the
+    // next request be decided at or after it (on any instance).
+    let written = a.revision.clone().unwrap_or_default();
     let a = t
         .send(
             Method::POST,
             "/projects",
             Some(&bob),
-            &[],
+            &[(REVISION_HEADER, written.clone())],
             project("Launch 2"),
         )
         .await?;
-    t.check("POST /projects as bob", "allowed again", &a, &expect(201))?;
+    t.check(
+        &format!("POST /projects as bob, {REVISION_HEADER}: {written}"),
+        "allowed again, decided at or after the assignment",
+        &a,
+        &expect(201),
+    )?;
 
     let (steps, failures) = (t.steps, t.failures);
     if failures == 0 {

@@ -1722,6 +1722,25 @@ impl Engine {
         self.shared.state.load().model.clocks.get(entity).copied()
     }
 
+    /// The entity clocks whose entity starts with `prefix`, in entity order
+    /// (the Scalekit handler's email → user links).
+    ///
+    /// # Complexity
+    ///
+    /// One ordered-map seek, then one step per entity returned.
+    #[cfg(feature = "scalekit")]
+    pub(crate) fn entity_clocks_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
+        use std::ops::Bound;
+        let state = self.shared.state.load();
+        state
+            .model
+            .clocks
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(entity, _)| entity.starts_with(prefix))
+            .map(|(entity, at)| (entity.clone(), *at))
+            .collect()
+    }
+
     /// Sets who may make guarded assignments.
     ///
     /// # Errors

@@ -34,6 +34,8 @@
 //! | header not one `Bearer <token68>` | 400 | `Bearer realm="…", error="invalid_request", error_description="…"` |
 //! | token refused (signature, `exp`, `nbf`, `iss`, `aud` …) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` |
 //! | signing keys unreachable | 503 + `Retry-After` | — |
+//! | minimum revision header not a number | 400 | `Bearer realm="…", error="invalid_request", error_description="…"` |
+//! | minimum revision not reached within the wait | 503 + `Retry-After` | — |
 //! | requirement not met | 403 | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 //!
 //! Bodies are `application/problem+json` (RFC 9457) with a short `detail`.
@@ -113,6 +115,13 @@ pub use reject::{Rejection, Responder};
 pub use require::{Require, RequireError, RequireFuture, RequireLayer, Rule};
 #[cfg(all(feature = "axum", feature = "scalekit"))]
 pub use webhook::webhook_route;
+
+/// The header that carries a revision: written by the
+/// Scalekit webhook route, `webhook_route` (the revision a delivery produced) and read, when
+/// the layer is told to with
+/// [`AuthorizeLayer::min_revision_header`], as the minimum revision a
+/// request must be decided at.
+pub const REVISION_HEADER: &str = "x-rolegraph-revision";
 
 /// Where a request's principal comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

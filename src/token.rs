@@ -191,10 +191,25 @@ pub trait Verifier: Send + Sync + 'static {
     /// Why the token is refused, or [`TokenError::KeysUnavailable`] when the
     /// verifier cannot decide ([`TokenError::is_unavailable`]).
     fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a>;
+
+    /// The claims of `token` when the verifier has them at hand without
+    /// waiting (a token it verified before and still holds), `None`
+    /// otherwise. Lets the request layer decide a request without an async
+    /// step or an allocation; [`verify`](Self::verify) stays the authority,
+    /// so the default (`None`) is always correct. An answer must be what
+    /// `verify` would answer now.
+    fn verified(&self, token: &str) -> Option<Arc<VerifiedClaims>> {
+        let _ = token;
+        None
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for Arc<V> {
     fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
         (**self).verify(token)
+    }
+
+    fn verified(&self, token: &str) -> Option<Arc<VerifiedClaims>> {
+        (**self).verified(token)
     }
 }

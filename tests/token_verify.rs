@@ -685,6 +685,37 @@ async fn a_cached_token_is_not_verified_again() {
     );
 }
 
+/// `Verifier::verified`, the layer's no-future path: only a token verified
+/// before, counted as a hit; never a token it has not verified, never with
+/// the cache off.
+#[tokio::test]
+async fn verified_answers_only_tokens_verified_before() {
+    let issuer = key_1();
+    let verifier = static_verifier(&issuer);
+    let token = issuer.mint(&claims()).unwrap();
+    assert!(verifier.verified(&token).is_none());
+    assert!(verifier.verified("e30.e30.c2ln").is_none());
+    assert_eq!(verifier.stats().signature_verifications, 0);
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(verifier.verified(&token).unwrap().subject, "usr_1");
+    // A tampered copy (one byte of the signature) is not the cached token.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    assert!(verifier
+        .verified(std::str::from_utf8(&tampered).unwrap())
+        .is_none());
+    let stats = verifier.stats();
+    assert_eq!((stats.signature_verifications, stats.cache_hits), (1, 1));
+
+    let uncached = JwksVerifier::builder_from_jwks_json(issuer.jwks_json(), ISSUER, AUDIENCE)
+        .cache_capacity(0)
+        .build()
+        .unwrap();
+    uncached.verify(&token).await.unwrap();
+    assert!(uncached.verified(&token).is_none());
+}
+
 #[tokio::test]
 async fn the_cache_never_serves_a_token_after_its_exp() {
     let issuer = key_1();
@@ -701,6 +732,7 @@ async fn the_cache_never_serves_a_token_after_its_exp() {
     while now() < c.expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(verifier.verified(&token).is_none(), "no-future path");
     assert_eq!(
         verifier.verify(&token).await.unwrap_err(),
         TokenError::Expired

@@ -2,7 +2,8 @@
 //! revision (a write they made elsewhere in the fleet, a token from a
 //! client). The publish path advances it after every publish, local or
 //! remote; the lock is held only to read or bump one number, never across
-//! I/O.
+//! I/O. With feature `tower`, an async wait parks the task, never a runtime
+//! thread (the request layer's minimum-revision header).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 pub(super) struct Watch {
     revision: Mutex<u64>,
     changed: Condvar,
+    /// Async waiters, woken at every publish.
+    #[cfg(feature = "tower")]
+    tasks: tokio::sync::Notify,
 }
 
 impl Watch {
@@ -20,6 +24,8 @@ impl Watch {
         Self {
             revision: Mutex::new(revision),
             changed: Condvar::new(),
+            #[cfg(feature = "tower")]
+            tasks: tokio::sync::Notify::new(),
         }
     }
 
@@ -31,6 +37,8 @@ impl Watch {
             *current = revision;
             drop(current);
             self.changed.notify_all();
+            #[cfg(feature = "tower")]
+            self.tasks.notify_waiters();
         }
     }
 
@@ -55,6 +63,32 @@ impl Watch {
                 .0;
         }
         true
+    }
+}
+
+impl super::Engine {
+    /// The async [`wait_for_revision`](Self::wait_for_revision): parks the
+    /// task, not the thread. The timer is tokio's, so the runtime must have
+    /// its time driver enabled (`enable_time`/`enable_all`; `#[tokio::main]`
+    /// does) when the revision is not already reached.
+    #[cfg(feature = "tower")]
+    pub(crate) async fn reach_revision(&self, revision: u64, timeout: Duration) -> bool {
+        if self.revision() >= revision {
+            return true;
+        }
+        let wait = async {
+            loop {
+                let notified = self.shared.watch.tasks.notified();
+                tokio::pin!(notified);
+                // Registered before the check: a publish after it wakes us.
+                notified.as_mut().enable();
+                if self.revision() >= revision {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok() || self.revision() >= revision
     }
 }
 

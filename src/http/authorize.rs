@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
+use http::header::{HeaderName, AUTHORIZATION};
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -77,6 +77,14 @@ struct Shared {
     verifier: Arc<dyn Verifier>,
     mode: Mode,
     answers: Answers,
+    min_revision: Option<MinRevision>,
+}
+
+/// Where a request asks for a minimum revision, and how long it may wait.
+#[derive(Clone, Debug)]
+struct MinRevision {
+    header: HeaderName,
+    max_wait: Duration,
 }
 
 impl AuthorizeLayer {
@@ -90,6 +98,7 @@ impl AuthorizeLayer {
                 verifier,
                 mode: Mode::Claims,
                 answers: Answers::new(),
+                min_revision: None,
             }),
         }
     }
@@ -123,6 +132,57 @@ impl AuthorizeLayer {
     #[must_use]
     pub fn responder(self, responder: impl Responder) -> Self {
         self.with(|s| s.answers.responder = Some(Arc::new(responder)))
+    }
+
+    /// Lets a request ask for a minimum revision (read-your-writes, like
+    /// SpiceDB's `ZedToken`): a request carrying `header` (say
+    /// [`REVISION_HEADER`](super::REVISION_HEADER)) with a revision is
+    /// decided on a snapshot at or after it. When the engine has not
+    /// published it yet, the request waits for it up to `max_wait`, parking
+    /// its task (never a runtime thread), then gets a 503 with `Retry-After`
+    /// ([`Rejection::Behind`]). A value that is not one decimal revision is a
+    /// 400 `invalid_request`. Requests without the header do not wait.
+    ///
+    /// The wait uses tokio's timer: the runtime needs its time driver
+    /// (`#[tokio::main]` and axum's usual runtimes have it).
+    ///
+    /// Writes hand the revision back in the same header: the
+    /// Scalekit webhook route (`webhook_route`) does, and so does the
+    /// example app's role assignment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use rolegraph::token::{Verifier, VerifyFuture, TokenError};
+    /// # struct Refuse;
+    /// # impl Verifier for Refuse {
+    /// #     fn verify<'a>(&'a self, _: &'a str) -> VerifyFuture<'a> {
+    /// #         Box::pin(async { Err(TokenError::Signature) })
+    /// #     }
+    /// # }
+    /// use rolegraph::http::{AuthorizeLayer, REVISION_HEADER};
+    /// use rolegraph::{Engine, Policy};
+    ///
+    /// let engine = Engine::new(&Policy::new())?;
+    /// let auth = AuthorizeLayer::new(engine, Arc::new(Refuse))
+    ///     .min_revision_header(REVISION_HEADER, Duration::from_millis(500))?;
+    /// # let _ = auth;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`http::header::InvalidHeaderName`] when `header` is not a header
+    /// name.
+    pub fn min_revision_header(
+        self,
+        header: &str,
+        max_wait: Duration,
+    ) -> Result<Self, http::header::InvalidHeaderName> {
+        let header = HeaderName::from_bytes(header.as_bytes())?;
+        Ok(self.with(|s| s.min_revision = Some(MinRevision { header, max_wait })))
     }
 
     /// The mode in force.
@@ -161,7 +221,8 @@ impl AuthorizeLayer {
     /// The [`Rejection`] the layer would answer.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, Rejection> {
         let token = bearer(headers)?;
-        self.shared.authenticate(token).await
+        let min = self.shared.min_revision(headers)?;
+        self.shared.authenticate(token, min).await
     }
 }
 
@@ -170,6 +231,7 @@ impl fmt::Debug for AuthorizeLayer {
         f.debug_struct("AuthorizeLayer")
             .field("mode", &self.shared.mode)
             .field("answers", &self.shared.answers)
+            .field("min_revision", &self.shared.min_revision)
             .finish_non_exhaustive()
     }
 }
@@ -186,7 +248,53 @@ impl<S> Layer<S> for AuthorizeLayer {
 }
 
 impl Shared {
-    async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Authenticated, Rejection> {
+    /// The minimum revision the request asks for, when the layer takes one.
+    fn min_revision(&self, headers: &HeaderMap) -> Result<Option<u64>, Rejection> {
+        let Some(min) = &self.min_revision else {
+            return Ok(None);
+        };
+        let mut values = headers.get_all(&min.header).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        let bad = Rejection::InvalidRequest {
+            description: "the minimum revision header is not one decimal revision",
+        };
+        if values.next().is_some() {
+            return Err(bad);
+        }
+        let bytes = value.as_bytes().trim_ascii();
+        if bytes.is_empty() || bytes.len() > 20 || !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(bad);
+        }
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Some)
+            .ok_or(bad)
+    }
+
+    /// Waits (bounded) until the engine has published `revision`.
+    async fn reach(&self, revision: u64) -> Result<(), Rejection> {
+        let max_wait = self
+            .min_revision
+            .as_ref()
+            .map_or(Duration::ZERO, |m| m.max_wait);
+        if self.engine.reach_revision(revision, max_wait).await {
+            return Ok(());
+        }
+        Err(Rejection::Behind {
+            wanted: revision,
+            revision: self.engine.revision(),
+            retry_after: self.answers.retry_after,
+        })
+    }
+
+    async fn authenticate(
+        self: &Arc<Self>,
+        token: &str,
+        min_revision: Option<u64>,
+    ) -> Result<Authenticated, Rejection> {
         let claims = match self.verifier.verify(token).await {
             Ok(claims) => claims,
             Err(error) if error.is_unavailable() => {
@@ -197,11 +305,32 @@ impl Shared {
             }
             Err(error) => return Err(Rejection::InvalidToken(error)),
         };
+        // After verification: an unauthenticated request never waits.
+        if let Some(revision) = min_revision {
+            self.reach(revision).await?;
+        }
+        Ok(self.authenticated(claims))
+    }
+
+    /// The request's principal from verified claims, on the current
+    /// snapshot.
+    fn authenticated(&self, claims: Arc<VerifiedClaims>) -> Authenticated {
         // INVARIANT: the one snapshot load of the request; the principal
-        // keeps this snapshot, so every check of the request sees one policy.
+        // keeps this snapshot, so every check of the request sees one policy
+        // (at or after any revision asked for: revisions only grow).
         let snapshot = self.engine.snapshot();
         let (principal, source) = principal(&snapshot, &claims, self.mode);
-        Ok(Authenticated::new(principal, claims, source))
+        Authenticated::new(principal, claims, source)
+    }
+
+    /// The request's principal at once, when the verifier holds the token
+    /// and no wait is asked for: no boxed future, no async step.
+    fn at_once(&self, token: &str, min_revision: Option<u64>) -> Option<Authenticated> {
+        if min_revision.is_some_and(|r| self.engine.revision() < r) {
+            return None;
+        }
+        let claims = self.verifier.verified(token)?;
+        Some(self.authenticated(claims))
     }
 }
 
@@ -342,13 +471,32 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let range = match bearer_range(req.headers()) {
-            Ok((_, range)) => range,
+        let parsed = bearer_range(req.headers())
+            .and_then(|(_, range)| Ok((range, self.shared.min_revision(req.headers())?)));
+        let (range, min_revision) = match parsed {
+            Ok(parsed) => parsed,
             Err(rejection) => {
                 super::log_rejection(&rejection);
                 return ResponseFuture::done(self.shared.answers.respond(&rejection));
             }
         };
+        // A token the verifier holds: decided now, the inner service called
+        // right away (it was driven to readiness by `poll_ready`).
+        let value = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map_or(&[][..], |v| v.as_bytes());
+        let ready = token_at(value, range.clone())
+            .ok()
+            .and_then(|token| self.shared.at_once(token, min_revision));
+        if let Some(authenticated) = ready {
+            req.extensions_mut().insert(authenticated);
+            return ResponseFuture {
+                state: State::Calling {
+                    future: self.inner.call(req),
+                },
+            };
+        }
         // The service that was driven to readiness goes into the future; a
         // clone stays for the next call (tower's `mem::replace` pattern).
         let clone = self.inner.clone();
@@ -363,7 +511,7 @@ where
                     .get(AUTHORIZATION)
                     .map_or(&[][..], |v| v.as_bytes());
                 let token = token_at(value, range)?;
-                shared.authenticate(token).await?
+                shared.authenticate(token, min_revision).await?
             };
             req.extensions_mut().insert(authenticated);
             Ok(req)

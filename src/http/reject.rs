@@ -20,6 +20,7 @@ use crate::token::TokenError;
 /// | [`InvalidRequest`](Self::InvalidRequest) | 400 | `Bearer realm="…", error="invalid_request", error_description="…"` |
 /// | [`InvalidToken`](Self::InvalidToken) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` |
 /// | [`Unavailable`](Self::Unavailable) | 503 + `Retry-After` | none |
+/// | [`Behind`](Self::Behind) | 503 + `Retry-After` | none |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 ///
 /// Every default answer has an `application/problem+json` body (RFC 9457)
@@ -46,6 +47,18 @@ pub enum Rejection {
         /// The `Retry-After` to answer with.
         retry_after: Duration,
     },
+    /// The request asked for a revision (see
+    /// [`AuthorizeLayer::min_revision_header`](super::AuthorizeLayer::min_revision_header))
+    /// that this instance did not reach within the wait: the client may
+    /// retry.
+    Behind {
+        /// The revision asked for.
+        wanted: u64,
+        /// The revision published when the wait ended.
+        revision: u64,
+        /// The `Retry-After` to answer with.
+        retry_after: Duration,
+    },
     /// The principal does not meet the route's requirement.
     InsufficientScope {
         /// The permissions the requirement names that the principal lacks,
@@ -63,7 +76,7 @@ impl Rejection {
         match self {
             Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Behind { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
         }
     }
@@ -74,7 +87,7 @@ impl Rejection {
     #[must_use]
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingCredentials | Self::Unavailable { .. } => None,
+            Self::MissingCredentials | Self::Unavailable { .. } | Self::Behind { .. } => None,
             Self::InvalidRequest { .. } => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope { .. } => Some("insufficient_scope"),
@@ -117,6 +130,9 @@ impl Rejection {
                 e.description().into()
             }
             Self::Unavailable { error, .. } => error.description().into(),
+            Self::Behind { wanted, .. } => {
+                format!("revision {wanted} is not reached yet, retry later")
+            }
             Self::InsufficientScope { missing, .. } => {
                 challenge_param(&mut challenge, "error", "insufficient_scope");
                 let scope: Vec<&str> = missing
@@ -141,7 +157,7 @@ impl Rejection {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Self::Unavailable { retry_after, .. } = self {
+        if let Self::Unavailable { retry_after, .. } | Self::Behind { retry_after, .. } = self {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         } else if let Ok(value) = HeaderValue::from_str(&challenge) {
             headers.insert(WWW_AUTHENTICATE, value);
@@ -159,6 +175,11 @@ impl fmt::Display for Rejection {
             }
             Self::InvalidToken(e) => write!(f, "invalid token: {e}"),
             Self::Unavailable { error, .. } => write!(f, "token not verifiable now: {error}"),
+            Self::Behind {
+                wanted, revision, ..
+            } => {
+                write!(f, "revision {wanted} not reached (at {revision})")
+            }
             Self::InsufficientScope { requirement, .. } => {
                 write!(f, "requirement {requirement} not met")
             }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -18,6 +18,7 @@ use super::body::ResponseBody;
 use super::reject::{Answers, Rejection};
 use super::Authenticated;
 use crate::check::{Principal, Requirement};
+use crate::ids::PermissionId;
 use crate::snapshot::{LookupError, Snapshot};
 
 /// What a route requires, by name: permissions, roles, and their
@@ -254,6 +255,13 @@ fn join_problems(problems: &[LookupError]) -> String {
 struct Route {
     rule: Rule,
     text: Box<str>,
+    /// The permissions the rule names, in order, each once.
+    names: Box<[Box<str>]>,
+    /// The default 403 when the principal holds none of `names` (always the
+    /// case for a one-permission or a role rule), built once: a denial then
+    /// costs two reference-count increments, not a `format!` and a JSON
+    /// encoding.
+    denied: Prebuilt,
     resolved: ArcSwap<Resolved>,
 }
 
@@ -262,6 +270,35 @@ struct Resolved {
     /// change without recompiling, so this changes only with the policy.
     core: u64,
     requirement: Option<Requirement>,
+    /// The ids of `Route::names` in that policy (`None`: not declared).
+    ids: Box<[Option<PermissionId>]>,
+}
+
+/// A default answer's parts, shared by every request that gets it.
+struct Prebuilt {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Prebuilt {
+    fn of(response: Response<Bytes>) -> Self {
+        let (parts, body) = response.into_parts();
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    fn response(&self) -> Response<Bytes> {
+        // `HeaderValue`s and `Bytes` built from owned data are shared, so
+        // the clones copy no header or body bytes.
+        let mut response = Response::new(self.body.clone());
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        response
+    }
 }
 
 impl Route {
@@ -306,22 +343,67 @@ impl Route {
         Resolved {
             core: snapshot.data().id(),
             requirement,
+            ids: ids(snapshot, &self.names),
         }
+    }
+
+    /// Whether `principal` holds each of the rule's permissions, in the
+    /// order of `names`.
+    fn held<'a>(&self, principal: &'a Principal) -> impl Iterator<Item = bool> + 'a {
+        let snapshot = principal.snapshot();
+        let resolved = self.resolved.load_full();
+        let ids = if resolved.core == snapshot.data().id() {
+            resolved.ids.clone()
+        } else {
+            ids(snapshot, &self.names)
+        };
+        ids.into_vec()
+            .into_iter()
+            .map(move |id| id.is_some_and(|id| principal.has(id)))
     }
 
     /// The permissions the rule names that `principal` lacks.
     fn missing(&self, principal: &Principal) -> Vec<String> {
+        self.names
+            .iter()
+            .zip(self.held(principal))
+            .filter(|(_, held)| !held)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Whether `principal` lacks every permission the rule names (so the
+    /// prebuilt answer is the right one), without allocating when the rule's
+    /// resolution is current.
+    fn lacks_all(&self, principal: &Principal) -> bool {
         let snapshot = principal.snapshot();
-        let mut out: Vec<String> = Vec::new();
-        for name in self.rule.permissions() {
-            let held = snapshot
-                .permission_id(name)
-                .is_some_and(|id| principal.has(id));
-            if !held && !out.iter().any(|o| o == name) {
-                out.push(name.to_owned());
-            }
+        let resolved = self.resolved.load();
+        if resolved.core == snapshot.data().id() {
+            return !resolved
+                .ids
+                .iter()
+                .any(|id| id.is_some_and(|id| principal.has(id)));
         }
-        out
+        drop(resolved);
+        !self.held(principal).any(|held| held)
+    }
+}
+
+/// The ids of `names` in `snapshot`.
+fn ids(snapshot: &Snapshot, names: &[Box<str>]) -> Box<[Option<PermissionId>]> {
+    names.iter().map(|n| snapshot.permission_id(n)).collect()
+}
+
+/// Whether denials are logged (tracing at debug), which needs the
+/// [`Rejection`].
+fn logging_denials() -> bool {
+    #[cfg(feature = "tracing")]
+    {
+        ::tracing::enabled!(::tracing::Level::DEBUG)
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        false
     }
 }
 
@@ -352,14 +434,31 @@ impl RequireLayer {
             rule: rule.to_string(),
             problems,
         })?;
+        let mut names: Vec<Box<str>> = Vec::new();
+        for name in rule.permissions() {
+            if !names.iter().any(|n| **n == *name) {
+                names.push(name.into());
+            }
+        }
+        let text = rule.to_string();
+        let denied = Prebuilt::of(
+            Rejection::InsufficientScope {
+                missing: names.iter().map(ToString::to_string).collect(),
+                requirement: text.clone(),
+            }
+            .default_response(&answers.realm),
+        );
         Ok(Self {
             route: Arc::new(Route {
-                text: rule.to_string().into(),
-                rule,
+                text: text.into(),
                 resolved: ArcSwap::from_pointee(Resolved {
                     core: snapshot.data().id(),
                     requirement: Some(requirement),
+                    ids: ids(snapshot, &names),
                 }),
+                rule,
+                names: names.into(),
+                denied,
             }),
             answers,
         })
@@ -378,18 +477,32 @@ impl RequireLayer {
         self.route.allows(authenticated.principal())
     }
 
-    fn check(&self, authenticated: Option<&Authenticated>) -> Result<(), Rejection> {
+    /// `None` when the request may go on, else the answer.
+    fn check(&self, authenticated: Option<&Authenticated>) -> Option<Response<Bytes>> {
         let Some(auth) = authenticated else {
-            return Err(Rejection::MissingCredentials);
+            return Some(self.refuse(&Rejection::MissingCredentials));
         };
         if self.route.allows(auth.principal()) {
-            return Ok(());
+            return None;
+        }
+        // The common denial (none of the rule's permissions held, default
+        // answers, nothing logged) is answered from the prebuilt parts.
+        if self.answers.responder.is_none()
+            && !logging_denials()
+            && self.route.lacks_all(auth.principal())
+        {
+            return Some(self.route.denied.response());
         }
         super::log_denial(auth, &self.route.rule, &self.route.text);
-        Err(Rejection::InsufficientScope {
+        Some(self.refuse(&Rejection::InsufficientScope {
             missing: self.route.missing(auth.principal()),
             requirement: self.route.text.to_string(),
-        })
+        }))
+    }
+
+    fn refuse(&self, rejection: &Rejection) -> Response<Bytes> {
+        super::log_rejection(rejection);
+        self.answers.respond(rejection)
     }
 }
 
@@ -437,19 +550,16 @@ where
         match self.layer.check(req.extensions().get::<Authenticated>()) {
             // The inner service was driven to readiness by `poll_ready` and
             // is called right away: no clone needed.
-            Ok(()) => RequireFuture {
+            None => RequireFuture {
                 state: RequireState::Inner {
                     future: self.inner.call(req),
                 },
             },
-            Err(rejection) => {
-                super::log_rejection(&rejection);
-                RequireFuture {
-                    state: RequireState::Rejected {
-                        response: Some(self.layer.answers.respond(&rejection)),
-                    },
-                }
-            }
+            Some(response) => RequireFuture {
+                state: RequireState::Rejected {
+                    response: Some(response),
+                },
+            },
         }
     }
 }
@@ -540,5 +650,69 @@ mod tests {
             .principal(None, ["nobody"])
             .with_permissions(["a"])
             .satisfies(&req));
+    }
+
+    /// The answer the layer sends for `roles` under `rule`, by the
+    /// prebuilt path when it applies and by the general one otherwise: the
+    /// status, the challenge and the body.
+    fn answer(rule: Rule, roles: &[&str]) -> Option<(u16, String, String)> {
+        let s = snapshot();
+        let layer = RequireLayer::resolve(&s, rule, Answers::new()).unwrap();
+        let auth = Authenticated::new(
+            s.principal(None, roles),
+            Arc::new(crate::token::VerifiedClaims::default()),
+            super::super::PrincipalSource::Claims,
+        );
+        let response = layer.check(Some(&auth))?;
+        let challenge = response.headers()[http::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = String::from_utf8(response.body().to_vec()).unwrap();
+        Some((response.status().as_u16(), challenge, body))
+    }
+
+    #[test]
+    fn denials_name_exactly_the_missing_permissions_on_either_path() {
+        let scope = |rule: Rule, roles: &[&str]| {
+            answer(rule, roles).map(|(status, challenge, body)| {
+                assert_eq!(status, 403);
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["status"], 403);
+                challenge
+                    .split_once("scope=\"")
+                    .map(|(_, s)| s.trim_end_matches('"').to_owned())
+            })
+        };
+        // None held: the prebuilt answer names every permission.
+        assert_eq!(
+            scope(Rule::all_of(["a", "b", "a"]), &["nobody"]),
+            Some(Some("a b".into()))
+        );
+        // One held: the general path names only the other.
+        assert_eq!(
+            scope(Rule::all_of(["a", "b"]), &["viewer"]),
+            Some(Some("b".into()))
+        );
+        assert_eq!(
+            scope(Rule::permission("b"), &["viewer"]),
+            Some(Some("b".into()))
+        );
+        // A role rule names no permission.
+        assert_eq!(scope(Rule::role("viewer"), &["nobody"]), Some(None));
+        // Allowed: no answer.
+        assert_eq!(scope(Rule::permission("a"), &["viewer"]), None);
+        // The prebuilt answer is byte for byte the general one.
+        let rejection = Rejection::InsufficientScope {
+            missing: vec!["a".into(), "b".into()],
+            requirement: String::new(),
+        }
+        .default_response("api");
+        let (_, challenge, body) = answer(Rule::any_of(["a", "b"]), &["nobody"]).unwrap();
+        assert_eq!(
+            challenge,
+            rejection.headers()[http::header::WWW_AUTHENTICATE]
+        );
+        assert_eq!(body.as_bytes(), &rejection.body()[..]);
     }
 }

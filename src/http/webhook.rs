@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -23,6 +23,12 @@ use crate::scalekit::{Handler, WebhookOutcome};
 /// - The answer is the outcome's: [`status`](WebhookOutcome::status),
 ///   [`body`](WebhookOutcome::body) as `application/json`, and
 ///   `Retry-After` when it says to retry later.
+/// - An acknowledged delivery carries [`REVISION_HEADER`](super::REVISION_HEADER):
+///   the revision it produced, or for a duplicate, stale or ignored event
+///   the revision published when it was answered (its effect, if any, is
+///   at or before it). A request sending that header to a layer with
+///   [`min_revision_header`](super::AuthorizeLayer::min_revision_header)
+///   is decided on a snapshot that includes the delivery.
 ///
 /// Mount it outside the authorization layer (webhooks carry a signature,
 /// not a bearer token): add it to the router after `.layer(auth)`, or nest
@@ -78,9 +84,14 @@ async fn deliver(handler: Arc<Handler>, limit: usize, request: Request) -> Respo
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect();
-    let outcome = tokio::task::spawn_blocking(move || handler.handle(headers, &body)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = handler.handle(headers, &body);
+        let revision = handler.engine().revision();
+        (outcome, revision)
+    })
+    .await;
     match outcome {
-        Ok(outcome) => answer(&outcome),
+        Ok((outcome, revision)) => answer(&outcome, revision),
         Err(_) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the webhook handler did not finish",
@@ -88,7 +99,8 @@ async fn deliver(handler: Arc<Handler>, limit: usize, request: Request) -> Respo
     }
 }
 
-fn answer(outcome: &WebhookOutcome) -> Response {
+/// The outcome's answer; `current` is the engine's revision after it.
+fn answer(outcome: &WebhookOutcome, current: u64) -> Response {
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, outcome.body()).into_response();
@@ -96,6 +108,17 @@ fn answer(outcome: &WebhookOutcome) -> Response {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(after) = outcome.retry_after() {
         headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+    }
+    let revision = match outcome {
+        WebhookOutcome::Applied(applied) => Some(applied.outcome.revision),
+        _ if outcome.is_acknowledged() => Some(current),
+        _ => None,
+    };
+    if let Some(revision) = revision {
+        headers.insert(
+            HeaderName::from_static(super::REVISION_HEADER),
+            HeaderValue::from(revision),
+        );
     }
     response
 }

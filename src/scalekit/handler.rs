@@ -286,6 +286,17 @@ fn user_entity(org: &str, key: &str) -> String {
     format!("user:{org}/{key}")
 }
 
+/// The entity recording that `email` is Scalekit user `user` in `org`
+/// (`link:org_1/ann@example.com>usr_1`): kept with the entity clocks, so it
+/// is journaled with the event that taught it and survives restarts.
+fn link_entity(org: &str, email: &str, user: &str) -> String {
+    format!("{}{user}", link_prefix(org, email))
+}
+
+fn link_prefix(org: &str, email: &str) -> String {
+    format!("link:{org}/{email}>")
+}
+
 fn role_label(org: Option<&str>, name: &str) -> String {
     match org {
         Some(o) => format!("{o}/{name}"),
@@ -625,6 +636,36 @@ impl Handler {
         }
     }
 
+    /// The Scalekit user id a directory event about `email` in `org` also
+    /// updates: the one a membership event linked to that email last
+    /// (memberships are keyed by email), when that user is still a member
+    /// and no newer event than `occurred` changed their membership.
+    fn linked_user(
+        &self,
+        snapshot: &Snapshot,
+        org: &str,
+        email: Option<&str>,
+        occurred: u64,
+    ) -> Option<String> {
+        let email = self.user_key("", email)?;
+        let prefix = link_prefix(org, &email);
+        let (user, _) = self
+            .engine
+            .entity_clocks_with_prefix(&prefix)
+            .into_iter()
+            .filter_map(|(entity, at)| {
+                let user = entity.get(prefix.len()..)?;
+                (!user.is_empty() && !user.contains('>')).then(|| (user.to_owned(), at))
+            })
+            // The latest link; ties by id, so the choice is deterministic.
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))?;
+        let newer = self
+            .engine
+            .entity_clock(&user_entity(org, &user))
+            .is_some_and(|at| at > occurred);
+        (snapshot.membership(org, &user).is_some() && !newer && user != email).then_some(user)
+    }
+
     /// What `event` becomes on the current state, or what to fetch first.
     fn plan(&self, event: &Event, occurred: u64, fetched: &Fetched) -> Result<Plan, Step> {
         let malformed = |reason: String| {
@@ -650,11 +691,40 @@ impl Handler {
                             event.event_type
                         ))
                     })?;
-                if *change == Lifecycle::Deleted {
-                    return Ok(removal(org, key, occurred));
-                }
+                let linked = self.linked_user(&snapshot, &org, user.email.as_deref(), occurred);
                 let inactive = user.active == Some(false);
-                Ok(self.membership_plan(&snapshot, occurred, org, key, &user.roles, inactive))
+                let mut plan = if *change == Lifecycle::Deleted {
+                    removal(org.clone(), key, occurred)
+                } else {
+                    self.membership_plan(
+                        &snapshot,
+                        occurred,
+                        org.clone(),
+                        key,
+                        &user.roles,
+                        inactive,
+                    )
+                };
+                // The same user's membership by Scalekit user id, which a
+                // token's `sub` finds first, follows the directory.
+                if let Some(user_id) = linked {
+                    let also = if *change == Lifecycle::Deleted {
+                        removal(org, user_id, occurred)
+                    } else {
+                        self.membership_plan(
+                            &snapshot,
+                            occurred,
+                            org,
+                            user_id,
+                            &user.roles,
+                            inactive,
+                        )
+                    };
+                    plan.entities.extend(also.entities);
+                    plan.changes.extend(also.changes);
+                    plan.dropped.extend(also.dropped);
+                }
+                Ok(plan)
             }
             EventKind::Membership { change, membership } => {
                 let Some(org) = membership.organization_id.clone().filter(|o| !o.is_empty()) else {
@@ -715,7 +785,16 @@ impl Handler {
                         }
                     },
                 };
-                Ok(self.membership_plan(&snapshot, occurred, org, user_id, &roles, false))
+                let link = email_key.map(|email| link_entity(&org, &email, &user_id));
+                let mut plan =
+                    self.membership_plan(&snapshot, occurred, org, user_id, &roles, false);
+                // Directory events name this user by email only: remember
+                // who the email is, so that they reach this membership too.
+                plan.entities.extend(link.map(|entity| EntityClock {
+                    entity,
+                    occurred_at_ns: occurred,
+                }));
+                Ok(plan)
             }
             EventKind::DirectoryGroup { change, group } => {
                 let org = group.organization_id.clone().unwrap_or_default();
