@@ -78,7 +78,9 @@ fn with_redis_down_a_delivery_is_answered_for_a_retry_and_applied_after() {
     redis.kill();
     let out = deliver(&a, "msg_1", &body);
     assert!(!out.is_acknowledged(), "{out:?}");
-    assert!(out.status() >= 500, "{out:?}");
+    // 503 with Retry-After: Scalekit retries, and nobody is paged for it.
+    assert_eq!(out.status(), 503, "{out:?}");
+    assert!(out.retry_after().is_some(), "{out:?}");
     redis.restart();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let out = loop {

@@ -1076,7 +1076,7 @@ impl Handler {
                     };
                 }
                 ChangeError::Journal(_) => {
-                    return Step::Done(WebhookOutcome::Failed(WebhookError::Change(error)))
+                    return Step::Done(self.retry_later(WebhookError::Change(error)))
                 }
                 // Only another writer can remove an organization between the
                 // plan and the batch: decide again on the next delivery.
@@ -1177,7 +1177,7 @@ impl Handler {
                     return Ok((outcome, true));
                 }
                 Err(e @ ChangeError::Journal(_)) => {
-                    return Err(Step::Done(WebhookOutcome::Failed(WebhookError::Change(e))))
+                    return Err(Step::Done(self.retry_later(WebhookError::Change(e))))
                 }
                 Err(_e) => {
                     #[cfg(feature = "tracing")]
@@ -1188,9 +1188,7 @@ impl Handler {
         let done = |o: WebhookOutcome| Err(Step::Done(o));
         match self.engine.apply_batch(vec![record, delete], meta) {
             Ok(outcome) => Ok((outcome, false)),
-            Err(e @ ChangeError::Journal(_)) => {
-                done(WebhookOutcome::Failed(WebhookError::Change(e)))
-            }
+            Err(e @ ChangeError::Journal(_)) => done(self.retry_later(WebhookError::Change(e))),
             Err(ChangeError::Duplicate { id }) => done(WebhookOutcome::Duplicate { id }),
             Err(e) => done(WebhookOutcome::Rejected(WebhookError::Change(e))),
         }

@@ -72,15 +72,20 @@ pub enum WebhookOutcome {
     Malformed(WebhookError),
     /// The signature did not verify.
     Unauthorized(WebhookError),
-    /// The event depends on something not there yet, or the source could
-    /// not be reached: the sender should deliver it again later.
+    /// The event depends on something not there yet, the source could not
+    /// be reached, or the change could not be made durable (the journal
+    /// failed, or the fleet's shared log is unreachable): the sender should
+    /// deliver it again later.
     RetryLater {
         /// Why.
         error: WebhookError,
         /// How long to wait (the `Retry-After` header).
         after: Duration,
     },
-    /// The change could not be made durable: the sender should retry.
+    /// The handler failed in a way a retry may not fix by itself (it is
+    /// answered 500 so the sender retries and an operator notices). The
+    /// handler answers a journal or shared-log failure with
+    /// [`RetryLater`](Self::RetryLater) instead.
     Failed(WebhookError),
 }
 
