@@ -4,8 +4,8 @@
 #
 #   benches/regenerate.sh
 #
-# 1. builds every bench, the memory example and the peer tools (nothing is
-#    timed while something compiles);
+# 1. builds every bench (nothing is timed while something compiles; the
+#    memory reports and the renderer are built after the timed runs);
 # 2. runs every criterion bench BENCHMARKS.md quotes, each with
 #    `--warm-up-time $BENCH_WARM_UP --measurement-time $BENCH_MEASUREMENT`
 #    (default 1 s and 2 s, to fit a loaded 2-core machine in ~30 minutes):
@@ -52,9 +52,6 @@ t0=$SECONDS
 echo "== building (load $(load))"
 cargo bench --all-features --no-run > "$out/logs/build-root.log" 2>&1
 cargo bench -p rolegraph-peers --no-run > "$out/logs/build-peers.log" 2>&1
-cargo build --release --example memory > "$out/logs/build-memory.log" 2>&1
-cargo build --release -p rolegraph-peers --bin peer_memory --bin peer_report \
-    > "$out/logs/build-peer-tools.log" 2>&1
 
 loads="$out/loads.md"
 {
@@ -86,11 +83,19 @@ for b in "${peer_benches[@]}"; do
     step "bench-peers-$b" cargo bench -p rolegraph-peers --bench "$b" -- \
         --warm-up-time "$warm" --measurement-time "$measure"
 done
-if wanted memory; then
-    step memory cargo run --release --example memory
-    step peer_memory cargo run --release -p rolegraph-peers --bin peer_memory
-fi
 load_end="$(load)"
+
+# The memory reports and the renderer, built after the timed runs. The peer
+# tools are built through `cargo test --release --no-run`, which unifies
+# features with the benches' dev-dependencies and so reuses their build
+# (a plain `cargo build -p rolegraph-peers` rebuilds casbin and Cedar).
+echo "== building the memory reports and peer_report"
+cargo build --release --example memory > "$out/logs/build-memory.log" 2>&1
+cargo test --release -p rolegraph-peers --no-run > "$out/logs/build-peer-tools.log" 2>&1
+if wanted memory; then
+    step memory "${CARGO_TARGET_DIR:-target}/release/examples/memory"
+    step peer_memory "${CARGO_TARGET_DIR:-target}/release/peer_memory"
+fi
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 mem="$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
