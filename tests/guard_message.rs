@@ -1,7 +1,11 @@
 //! The message of a guard the policy cannot meet stays one short line however
 //! many and however long the guard's names are.
 
-#![expect(clippy::unwrap_used, reason = "a test fails on any error")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test fails on any error"
+)]
 
 use rolegraph::{AssignmentGuard, ChangeError, Engine, Policy};
 
