@@ -614,7 +614,7 @@ pub fn regenerate(
     let mut out = String::with_capacity(doc.len());
     let mut errors = Vec::new();
     let mut rest = doc;
-    while let Some(start) = rest.find(OPEN) {
+    while let Some(start) = find_marker(rest, out.is_empty() || out.ends_with('\n')) {
         let (before, from) = rest.split_at(start);
         out.push_str(before);
         let Some(end_of_open) = from.find("-->") else {
@@ -654,9 +654,46 @@ pub fn regenerate(
     }
 }
 
+/// The first [`OPEN`] in `text` that starts a line (`line_start`: whether
+/// `text` itself starts one), so that prose quoting the marker in backticks
+/// is not taken for a block.
+fn find_marker(text: &str, line_start: bool) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = text.get(from..)?.find(OPEN) {
+        let at = from + at;
+        let starts_line = if at == 0 {
+            line_start
+        } else {
+            text.as_bytes().get(at - 1) == Some(&b'\n')
+        };
+        if starts_line {
+            return Some(at);
+        }
+        from = at + OPEN.len();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marker_quoted_inside_a_line_is_prose() {
+        let doc = "between `<!-- generated:… -->` markers
+<!-- generated:a -->
+<!-- /generated -->
+";
+        let out = regenerate(doc, |spec| Ok(format!("new {spec}"))).unwrap();
+        assert_eq!(
+            out,
+            "between `<!-- generated:… -->` markers
+<!-- generated:a -->
+new a
+<!-- /generated -->
+"
+        );
+    }
 
     #[test]
     fn blocks_are_replaced_and_prose_is_kept() {
