@@ -175,16 +175,24 @@ impl AssignmentGuard {
     }
 }
 
+/// The guard's names as a message lists them: each capped as
+/// [`crate::text::Quote`] caps it, and at most [`QUOTED_NAMES`] of them,
+/// then how many more, so a guard of a million long names costs a line.
 fn quoted(items: &[String]) -> String {
     if items.is_empty() {
         return "none".into();
     }
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    let shown = items.get(..QUOTED_NAMES).unwrap_or(items);
+    let mut out = crate::text::QuoteList(shown).to_string();
+    if items.len() > shown.len() {
+        let _ = write!(out, " and {} more", items.len() - shown.len());
+    }
+    out
 }
+
+/// The most guard names [`quoted`] lists.
+const QUOTED_NAMES: usize = 8;
 
 /// How an engine opened on a directory behaves.
 ///
