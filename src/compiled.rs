@@ -102,6 +102,17 @@ impl std::fmt::Debug for Names {
     }
 }
 
+/// Distinct name `d` of a packed name table: the text between the end of
+/// name `d - 1` and the end of name `d` (empty for a number it never gave).
+fn packed<'a>(text: &'a str, ends: &[u32], d: u32) -> &'a str {
+    let start = match (d as usize).checked_sub(1) {
+        Some(prev) => ends.get(prev).copied().unwrap_or(0),
+        None => 0,
+    } as usize;
+    let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
+    text.get(start..end).unwrap_or("")
+}
+
 impl Names {
     /// Room for `n` entries, all distinct if need be (see
     /// [`shrink_to_fit`](Self::shrink_to_fit)).
@@ -119,23 +130,12 @@ impl Names {
         self.ends.shrink_to_fit();
         self.ids.shrink_to_fit();
         let (text, ends, state) = (&self.text, &self.ends, &self.state);
-        self.index.shrink_to_fit(|&d| {
-            let start = match (d as usize).checked_sub(1) {
-                Some(prev) => ends.get(prev).copied().unwrap_or(0),
-                None => 0,
-            } as usize;
-            let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
-            state.hash_one(text.get(start..end).unwrap_or(""))
-        });
+        self.index
+            .shrink_to_fit(|&d| state.hash_one(packed(text, ends, d)));
     }
 
     fn distinct(&self, d: u32) -> &str {
-        let start = match (d as usize).checked_sub(1) {
-            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
-            None => 0,
-        } as usize;
-        let end = self.ends.get(d as usize).copied().unwrap_or(0) as usize;
-        self.text.get(start..end).unwrap_or("")
+        packed(&self.text, &self.ends, d)
     }
 
     /// Appends `name`; `None` (and nothing appended) when the packed text
@@ -151,14 +151,8 @@ impl Names {
                 self.text.push_str(name);
                 self.ends.push(end);
                 let (text, ends, state) = (&self.text, &self.ends, &self.state);
-                self.index.insert_unique(hash, d, |&d| {
-                    let start = match (d as usize).checked_sub(1) {
-                        Some(prev) => ends.get(prev).copied().unwrap_or(0),
-                        None => 0,
-                    } as usize;
-                    let end = ends.get(d as usize).copied().unwrap_or(0) as usize;
-                    state.hash_one(text.get(start..end).unwrap_or(""))
-                });
+                self.index
+                    .insert_unique(hash, d, |&d| state.hash_one(packed(text, ends, d)));
                 d
             }
         };
