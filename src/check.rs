@@ -105,11 +105,14 @@ impl Snapshot {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let scope = self.scope_of(organization);
+        let data = self.data();
+        // An organization without roles of its own has an empty slice in
+        // the role index: no need to read its record to skip it.
+        let scope = data.scope_number(organization);
         let mut principal = self.empty_principal();
         let mut seen = None;
         for name in roles {
-            match self.role_in(scope, name.as_ref()) {
+            match data.resolve_role(scope, name.as_ref()) {
                 Some(role) => principal.add_role(role, &mut seen),
                 None => principal.unknown_roles += 1,
             }

@@ -138,6 +138,11 @@ impl Names {
         packed(&self.text, &self.ends, d)
     }
 
+    /// The number of distinct names.
+    fn distinct_len(&self) -> usize {
+        self.ends.len()
+    }
+
     /// Appends `name`; `None` (and nothing appended) when the packed text
     /// would outgrow its `u32` offsets.
     #[must_use]
@@ -321,51 +326,208 @@ impl Csr {
     }
 }
 
-/// Role lookup by `(scope, name)` without storing the names twice: keyed
-/// by the scope and the interned name's number, so that building it hashes
-/// two integers per role, and a lookup hashes the name once in the small
-/// table of distinct names.
-#[derive(Clone)]
+/// "No role": an empty slot of [`RoleIndex::env`].
+const NO_ROLE: u32 = u32::MAX;
+
+/// Organization roles a lookup scans before it searches by halves.
+const SCAN_ENTRIES: usize = 16;
+
+/// Role lookup by `(scope, name)` without storing the names twice, laid
+/// out so that a lookup touches few cache lines at a million roles: the
+/// name is hashed once, in the small table of distinct names ([`Names`]),
+/// and the role is then found by that name's number
+///
+/// - among environment roles, in a direct array by name number (one load);
+/// - among an organization's roles, in that organization's own slice of
+///   `(name number, role)` pairs, sorted by name number: the roles of one
+///   organization sit together, so the three roles of a token share one or
+///   two cache lines (scanned when short, searched by halves when long).
+///
+/// A patch adds roles to `added` (so a draft resolves them at once) and
+/// [`settle`](Self::settle) merges them into the slices when it finishes.
+#[derive(Clone, Default)]
 struct RoleIndex {
-    table: HashTable<u32>,
-    state: ahash::RandomState,
+    /// Distinct name number -> the environment role of that name, or [`NO_ROLE`].
+    env: Vec<u32>,
+    /// Organization scope `s`: its roles are `entries[starts[s]..starts[s + 1]]`.
+    starts: Vec<u32>,
+    /// `(name number, role)`, sorted by name number within each scope.
+    entries: Vec<(u32, u32)>,
+    /// Organization roles added by a draft, not in `entries` yet.
+    added: AHashMap<(u32, u32), u32>,
 }
 
 impl RoleIndex {
     fn build(names: &Names, scopes: &[u32]) -> Self {
-        let mut index = Self {
-            table: HashTable::with_capacity(scopes.len()),
-            state: ahash::RandomState::new(),
-        };
-        for id in 0..scopes.len() {
-            index.insert(names, scopes, id as u32);
+        let mut env = vec![NO_ROLE; names.distinct_len()];
+        let orgs = scopes
+            .iter()
+            .filter(|&&s| s != ENV)
+            .map(|&s| s as usize + 1)
+            .max()
+            .unwrap_or(0);
+        // Counting sort by scope: `starts` ends as each scope's first entry.
+        let mut starts = vec![0u32; orgs + 1];
+        for &s in scopes.iter().filter(|&&s| s != ENV) {
+            if let Some(c) = starts.get_mut(s as usize + 1) {
+                *c += 1;
+            }
         }
-        index
+        for i in 1..starts.len() {
+            let prev = starts.get(i - 1).copied().unwrap_or(0);
+            if let Some(c) = starts.get_mut(i) {
+                *c += prev;
+            }
+        }
+        let total = starts.last().copied().unwrap_or(0) as usize;
+        let mut fill = starts.clone();
+        let mut entries = vec![(0u32, 0u32); total];
+        for (id, &s) in scopes.iter().enumerate() {
+            let d = names.name_id(id);
+            if s == ENV {
+                if let Some(slot) = env.get_mut(d as usize) {
+                    *slot = id as u32;
+                }
+            } else if let Some(at) = fill.get_mut(s as usize) {
+                if let Some(slot) = entries.get_mut(*at as usize) {
+                    *slot = (d, id as u32);
+                }
+                *at += 1;
+            }
+        }
+        for s in 0..orgs {
+            let (a, b) = (starts.get(s), starts.get(s + 1));
+            if let (Some(&a), Some(&b)) = (a, b) {
+                if let Some(slice) = entries.get_mut(a as usize..b as usize) {
+                    slice.sort_unstable();
+                }
+            }
+        }
+        Self {
+            env,
+            starts,
+            entries,
+            added: AHashMap::default(),
+        }
     }
 
-    /// Adds role `id`, already pushed to `names` and `scopes`.
-    fn insert(&mut self, names: &Names, scopes: &[u32], id: u32) {
-        let state = &self.state;
-        let key = |&id: &u32| {
-            let id = id as usize;
-            state.hash_one((scopes.get(id).copied().unwrap_or(ENV), names.name_id(id)))
-        };
-        self.table.insert_unique(key(&id), id, key);
+    /// Adds role `id`, already pushed to `names` and `scopes` (resolvable
+    /// at once; an organization role joins its scope's slice at
+    /// [`settle`](Self::settle)).
+    fn insert(&mut self, names: &Names, scope: u32, id: u32) {
+        let d = names.name_id(id as usize);
+        if scope == ENV {
+            if self.env.len() <= d as usize {
+                self.env.resize(d as usize + 1, NO_ROLE);
+            }
+            if let Some(slot) = self.env.get_mut(d as usize) {
+                *slot = id;
+            }
+        } else {
+            self.added.insert((scope, d), id);
+        }
     }
 
+    /// Merges the roles a draft added into their scopes' slices: one pass
+    /// copying the unchanged slices, plus a sort of each changed one.
+    fn settle(&mut self) {
+        if self.added.is_empty() {
+            return;
+        }
+        let mut added: Vec<(u32, u32, u32)> = self
+            .added
+            .drain()
+            .map(|((s, d), id)| (s, d, id))
+            .collect();
+        added.sort_unstable();
+        let old_orgs = self.starts.len().saturating_sub(1);
+        let orgs = added
+            .last()
+            .map_or(0, |&(s, _, _)| s as usize + 1)
+            .max(old_orgs);
+        let mut starts = Vec::with_capacity(orgs + 1);
+        let mut entries = Vec::with_capacity(self.entries.len() + added.len());
+        let mut next = added.as_slice();
+        for s in 0..orgs {
+            starts.push(entries.len() as u32);
+            let old = self.scope_entries(s);
+            let split = next.partition_point(|&(scope, _, _)| scope as usize <= s);
+            let (mine, rest) = next.split_at(split);
+            next = rest;
+            let from = entries.len();
+            entries.extend_from_slice(old);
+            if !mine.is_empty() {
+                entries.extend(mine.iter().map(|&(_, d, id)| (d, id)));
+                if let Some(slice) = entries.get_mut(from..) {
+                    slice.sort_unstable();
+                }
+            }
+        }
+        starts.push(entries.len() as u32);
+        self.starts = starts;
+        self.entries = entries;
+        self.added = AHashMap::default();
+    }
+
+    /// Organization scope `s`'s slice of `(name number, role)`.
     #[inline]
-    fn find(&self, names: &Names, scopes: &[u32], scope: u32, name: &str) -> Option<usize> {
+    fn scope_entries(&self, s: usize) -> &[(u32, u32)] {
+        match (self.starts.get(s), self.starts.get(s + 1)) {
+            (Some(&a), Some(&b)) => self.entries.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// The role of name number `d` in exactly `scope`.
+    #[inline]
+    fn find_id(&self, scope: u32, d: u32) -> Option<usize> {
+        if scope == ENV {
+            return self
+                .env
+                .get(d as usize)
+                .filter(|&&id| id != NO_ROLE)
+                .map(|&id| id as usize);
+        }
+        let slice = self.scope_entries(scope as usize);
+        let found = if slice.len() <= SCAN_ENTRIES {
+            slice.iter().find(|e| e.0 == d).map(|e| e.1)
+        } else {
+            slice
+                .binary_search_by_key(&d, |e| e.0)
+                .ok()
+                .and_then(|at| slice.get(at))
+                .map(|e| e.1)
+        };
+        match found {
+            Some(id) => Some(id as usize),
+            None if self.added.is_empty() => None,
+            None => self.added.get(&(scope, d)).map(|&id| id as usize),
+        }
+    }
+
+    /// The role `name` in exactly `scope`.
+    #[inline]
+    fn find(&self, names: &Names, scope: u32, name: &str) -> Option<usize> {
+        self.find_id(scope, names.find_name(name)?)
+    }
+
+    /// The role `name` in `scope`, else among environment roles (the name
+    /// hashed once).
+    #[inline]
+    fn resolve(&self, names: &Names, scope: u32, name: &str) -> Option<usize> {
         let d = names.find_name(name)?;
-        let hash = self.state.hash_one((scope, d));
-        self.table
-            .find(hash, |&id| {
-                scopes.get(id as usize) == Some(&scope) && names.name_id(id as usize) == d
-            })
-            .map(|&id| id as usize)
+        let own = if scope == ENV {
+            None
+        } else {
+            self.find_id(scope, d)
+        };
+        own.or_else(|| self.find_id(ENV, d))
     }
 
     fn heap_bytes(&self) -> usize {
-        table_bytes(self.table.capacity(), 4)
+        (self.env.capacity() + self.starts.capacity()) * 4
+            + self.entries.capacity() * 8
+            + table_bytes(self.added.capacity(), 12)
     }
 }
 
@@ -1043,19 +1205,16 @@ impl Core {
     #[inline]
     pub(crate) fn find_role(&self, scope: u32, name: &str) -> Option<RoleId> {
         self.role_index
-            .find(&self.role_names, &self.role_scope, scope, name)
+            .find(&self.role_names, scope, name)
             .and_then(|i| RoleId::new(i, self.numbering))
     }
 
     /// The role `name` as seen from `scope`: its own roles, then the environment's.
     #[inline]
     pub(crate) fn resolve_role(&self, scope: u32, name: &str) -> Option<RoleId> {
-        let own = if scope == ENV {
-            None
-        } else {
-            self.find_role(scope, name)
-        };
-        own.or_else(|| self.find_role(ENV, name))
+        self.role_index
+            .resolve(&self.role_names, scope, name)
+            .and_then(|i| RoleId::new(i, self.numbering))
     }
 
     /// The scope number of an organization, `ENV` when it is not listed.
@@ -1216,7 +1375,7 @@ impl Draft {
         Arc::make_mut(&mut core.role_names).push(name)?;
         Arc::make_mut(&mut core.role_scope).push(scope);
         let index = Arc::make_mut(&mut core.role_index);
-        index.insert(&core.role_names, &core.role_scope, id.index() as u32);
+        index.insert(&core.role_names, scope, id.index() as u32);
         self.dirty.push(id.index());
         Some(id)
     }
@@ -1269,6 +1428,9 @@ impl Draft {
     pub(crate) fn finish(mut self) -> Option<Core> {
         let core = &mut self.core;
         let n = core.role_scope.len();
+        if !core.role_index.added.is_empty() {
+            Arc::make_mut(&mut core.role_index).settle();
+        }
         if !self.new_bases.is_empty() || core.bases.len() != n {
             normalize(&mut self.new_bases);
             core.bases = Arc::new(core.bases.rebuilt(n, &self.new_bases)?);
