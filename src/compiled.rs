@@ -434,11 +434,8 @@ impl RoleIndex {
         if self.added.is_empty() {
             return;
         }
-        let mut added: Vec<(u32, u32, u32)> = self
-            .added
-            .drain()
-            .map(|((s, d), id)| (s, d, id))
-            .collect();
+        let mut added: Vec<(u32, u32, u32)> =
+            self.added.drain().map(|((s, d), id)| (s, d, id)).collect();
         added.sort_unstable();
         let old_orgs = self.starts.len().saturating_sub(1);
         let orgs = added
@@ -1715,5 +1712,60 @@ mod tests {
         assert_eq!(end_offset(u32::MAX as usize - 1, 1), Some(u32::MAX));
         assert_eq!(end_offset(u32::MAX as usize, 1), None);
         assert_eq!(end_offset(usize::MAX, 1), None);
+    }
+
+    /// The role index against a naive list of `(scope, name)`: built whole,
+    /// then with roles added (environment and organization, into a scope
+    /// the build did not have), before and after they are merged; with one
+    /// organization long enough to be searched by halves.
+    #[test]
+    fn the_role_index_finds_what_a_naive_list_finds() {
+        let mut names = Names::with_capacity(0);
+        let mut scopes = Vec::new();
+        let mut push = |names: &mut Names, scopes: &mut Vec<u32>, scope: u32, name: String| {
+            names.push(&name).unwrap();
+            scopes.push(scope);
+        };
+        for i in 0..5 {
+            push(&mut names, &mut scopes, ENV, format!("env-{i}"));
+        }
+        // Scope 2: 3 roles sharing names with the environment and scope 0,
+        // whose names are numbered first; scope 1: none; scope 0: 40 roles,
+        // so that role order and name-number order differ.
+        for name in ["env-1", "r-30", "own"] {
+            push(&mut names, &mut scopes, 2, name.to_owned());
+        }
+        for j in 0..40 {
+            push(&mut names, &mut scopes, 0, format!("r-{j}"));
+        }
+        let mut index = RoleIndex::build(&names, &scopes);
+        let check = |index: &RoleIndex, names: &Names, scopes: &[u32]| {
+            let mut probes: Vec<String> = (0..41).map(|j| format!("r-{j}")).collect();
+            for name in ["env-0", "env-1", "env-4", "own", "new", "x"] {
+                probes.push(name.to_owned());
+            }
+            for scope in [ENV, 0, 1, 2, 3, 4] {
+                for name in probes.iter().map(String::as_str) {
+                    let naive = (0..scopes.len())
+                        .find(|&i| scopes.get(i) == Some(&scope) && names.get(i) == name);
+                    assert_eq!(index.find(names, scope, name), naive, "{scope} {name}");
+                    let env = (0..scopes.len())
+                        .find(|&i| scopes.get(i) == Some(&ENV) && names.get(i) == name);
+                    let resolved = if scope == ENV { env } else { naive.or(env) };
+                    assert_eq!(index.resolve(names, scope, name), resolved);
+                }
+            }
+        };
+        check(&index, &names, &scopes);
+        for (scope, name) in [(ENV, "new"), (0, "new"), (0, "own"), (1, "x"), (4, "r-0")] {
+            push(&mut names, &mut scopes, scope, name.to_owned());
+            let id = scopes.len() as u32 - 1;
+            index.insert(&names, scope, id);
+        }
+        check(&index, &names, &scopes);
+        index.settle();
+        assert!(index.added.is_empty());
+        check(&index, &names, &scopes);
+        assert_eq!(index.entries.len(), 40 + 3 + 4);
     }
 }
