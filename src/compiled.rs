@@ -666,13 +666,20 @@ impl RowArena {
 
     /// The same rows, `width` words wide (cut, or padded with zeros), and
     /// `remap` from old keys to new ones: rows made equal by the cut (or by
-    /// `clear`, a bit cleared in every row) are merged, and only live rows
+    /// `clear`, bits cleared in every row) are merged, and only live rows
     /// are kept, densely numbered. `NO_ROW` maps to itself.
-    fn compacted(&self, width: usize, clear: Option<usize>) -> (Self, Vec<u32>) {
+    fn compacted(&self, width: usize, clear: &[usize]) -> (Self, Vec<u32>) {
         let mut out = Self::new(width);
         out.state = self.state.clone();
         let mut remap = vec![NO_ROW; self.refs.len()];
         let mut row = vec![0u64; width];
+        let mut keep = vec![u64::MAX; width];
+        for &bit in clear {
+            let (word, mask) = bits::locate(bit);
+            if let Some(w) = keep.get_mut(word) {
+                *w &= !mask;
+            }
+        }
         for (k, &refs) in self.refs.iter().enumerate() {
             if refs == 0 {
                 continue;
@@ -683,10 +690,9 @@ impl RowArena {
             if let (Some(d), Some(s)) = (row.get_mut(..n), src.get(..n)) {
                 d.copy_from_slice(s);
             }
-            if let Some(bit) = clear {
-                let (word, mask) = bits::locate(bit);
-                if let Some(w) = row.get_mut(word) {
-                    *w &= !mask;
+            if !clear.is_empty() {
+                for (w, k) in row.iter_mut().zip(&keep) {
+                    *w &= k;
                 }
             }
             let Some(new) = out.intern(&row) else {
@@ -897,6 +903,12 @@ pub(crate) struct Core {
     /// Role -> direct grants: a permission id, or `WILDCARD | index into wildcards`.
     grants: Arc<Csr>,
     wildcards: Arc<Vec<Box<str>>>,
+    /// Wildcard prefix -> its index in `wildcards`.
+    wildcard_ix: Arc<AHashMap<Box<str>, u32>>,
+    /// Wildcard index -> the roles whose direct grants hold it (sorted), so
+    /// that declaring a permission finds the roles it adds to without a
+    /// pass over every role's grants.
+    holders: Arc<Csr>,
     /// The distinct rows, each stored once.
     rows: Arc<RowArena>,
     /// Role -> the key of its row in `rows`.
@@ -924,6 +936,11 @@ impl Core {
         parts.role_names.shrink_to_fit();
         let role_index = RoleIndex::build(&parts.role_names, &parts.role_scope);
         let dependents = parts.bases.transpose(n);
+        let holders = wildcard_holders(&parts.grants, parts.wildcards.len());
+        let wildcard_ix = (0u32..)
+            .zip(parts.wildcards.iter())
+            .map(|(ix, w)| (w.clone(), ix))
+            .collect();
         let width = bits::words_for(parts.perms.slots());
         let mut core = Self {
             id: next_id(),
@@ -937,6 +954,8 @@ impl Core {
             dependents: Arc::new(dependents),
             grants: Arc::new(parts.grants),
             wildcards: Arc::new(parts.wildcards),
+            wildcard_ix: Arc::new(wildcard_ix),
+            holders: Arc::new(holders),
             rows: Arc::new(RowArena {
                 table: HashTable::with_capacity(n),
                 ..RowArena::new(width)
@@ -1038,8 +1057,8 @@ impl Core {
 
     /// Renumbers the rows densely when freed slots outnumber the rows in
     /// use (after patches moved many roles off their rows), and at a new
-    /// `width`, or with `clear` cleared in every row, always.
-    fn compact(&mut self, width: usize, clear: Option<usize>) {
+    /// `width`, or with the columns `clear` cleared in every row, always.
+    fn compact(&mut self, width: usize, clear: &[usize]) {
         let (rows, remap) = self.rows.compacted(width, clear);
         let identity = remap.iter().enumerate().all(|(k, &n)| n as usize == k);
         if !identity {
@@ -1052,12 +1071,54 @@ impl Core {
         self.rows = Arc::new(rows);
     }
 
+    /// The wildcard holders once the roles of `replaced` (sorted by role,
+    /// unique) have those direct grants: only the wildcards they gained or
+    /// lost get new lists.
+    fn holders_after(&self, replaced: &[(usize, Vec<u32>)]) -> Option<Csr> {
+        let wild = |list: &[u32]| -> Vec<u32> {
+            let mut w: Vec<u32> = list
+                .iter()
+                .filter(|&&g| g & WILDCARD != 0)
+                .map(|&g| g & !WILDCARD)
+                .collect();
+            w.sort_unstable();
+            w
+        };
+        // (wildcard, role, gained): what each replaced role changes.
+        let mut moves: Vec<(u32, u32, bool)> = Vec::new();
+        for (r, new) in replaced {
+            let (old, new) = (wild(self.grants.get(*r)), wild(new));
+            let role = u32::try_from(*r).ok()?;
+            let lost = old.iter().filter(|w| new.binary_search(w).is_err());
+            let gained = new.iter().filter(|w| old.binary_search(w).is_err());
+            moves.extend(lost.map(|&w| (w, role, false)));
+            moves.extend(gained.map(|&w| (w, role, true)));
+        }
+        moves.sort_unstable();
+        let mut lists: Vec<(usize, Vec<u32>)> = Vec::new();
+        for group in moves.chunk_by(|a, b| a.0 == b.0) {
+            let Some(&(w, _, _)) = group.first() else {
+                continue;
+            };
+            // Sorted, as `group` is.
+            let lost: Vec<u32> = group.iter().filter(|m| !m.2).map(|m| m.1).collect();
+            let mut list = self.holders.get(w as usize).to_vec();
+            list.retain(|r| lost.binary_search(r).is_err());
+            list.extend(group.iter().filter(|m| m.2).map(|m| m.1));
+            list.sort_unstable();
+            list.dedup();
+            lists.push((w as usize, list));
+        }
+        self.holders.rebuilt(self.wildcards.len(), &lists)
+    }
+
     /// A copy to patch; see [`Draft`].
     pub(crate) fn draft(&self) -> Draft {
         let mut core = self.clone();
         core.extending = Arc::default();
         Draft {
             core,
+            cleared: Vec::new(),
             dirty: Vec::new(),
             new_bases: Vec::new(),
             new_grants: Vec::new(),
@@ -1291,7 +1352,9 @@ impl Core {
             + self.bases.heap_bytes()
             + self.dependents.heap_bytes()
             + self.grants.heap_bytes()
-            + self.wildcards.iter().map(|w| w.len() + 16).sum::<usize>()
+            + self.wildcards.iter().map(|w| w.len() * 2 + 16).sum::<usize>()
+            + table_bytes(self.wildcard_ix.capacity(), 20)
+            + self.holders.heap_bytes()
             + self.rows.heap_bytes()
             + self.row_keys.capacity() * 4
             + org_bytes
@@ -1310,12 +1373,34 @@ fn decode(wildcards: &[Box<str>], entry: u32) -> Option<Grant<'_>> {
     }
 }
 
+/// Wildcard index -> the roles whose direct grants hold it, in role order.
+fn wildcard_holders(grants: &Csr, wildcards: usize) -> Csr {
+    let mut held = Csr::with_capacity(grants.len());
+    let mut list = Vec::new();
+    for r in 0..grants.len() {
+        list.clear();
+        list.extend(
+            grants
+                .get(r)
+                .iter()
+                .filter(|&&g| g & WILDCARD != 0)
+                .map(|&g| g & !WILDCARD),
+        );
+        // INVARIANT: a sub-list of `grants`, whose offsets fit.
+        let _ = held.push(&list);
+    }
+    held.transpose(wildcards)
+}
+
 /// A compiled policy being patched: the incremental recompiler's only way
 /// to change one. Changes are recorded; [`finish`](Self::finish) rebuilds
 /// the edges they touch and recomputes, with [`Core::flatten`], the rows of
 /// the changed roles and of every role inheriting from them.
 pub(crate) struct Draft {
     core: Core,
+    /// Columns of retired permissions, cleared in every row by `finish`
+    /// (in one pass over the rows, however many a batch retires).
+    cleared: Vec<usize>,
     /// Roles whose rows must be recomputed (with everything extending them).
     dirty: Vec<usize>,
     new_bases: Vec<(usize, Vec<u32>)>,
@@ -1337,9 +1422,9 @@ impl Draft {
         // which the caller also removes, a wildcard, which no longer matches
         // it, or a base's row, cleared here too: clearing it everywhere is
         // what recomputing every row would give. Rows that differed only in
-        // it are merged, so each distinct row stays stored once.
-        let width = self.core.rows.width;
-        self.core.compact(width, Some(id.index()));
+        // it are merged, so each distinct row stays stored once. `finish`
+        // clears it before it computes any row.
+        self.cleared.push(id.index());
         Some(())
     }
 
@@ -1352,12 +1437,16 @@ impl Draft {
         }
         let id = self.core.perms.declare(name)?;
         self.core.perms.insert_sorted(id);
-        for r in 0..self.core.grants.len() {
-            let hit = self.core.grants(r).iter().any(
-                |&g| matches!(self.core.grant(g), Some(Grant::Prefix(p)) if name.starts_with(p)),
-            );
-            if hit {
-                self.dirty.push(r);
+        // The wildcards matching `name` are its prefixes: each is looked up
+        // (names are at most `MAX_NAME_LEN` bytes), and the roles holding
+        // it are recomputed. A role given a wildcard earlier in this draft
+        // is not among the holders yet, but is recomputed anyway (dirty).
+        let core = &self.core;
+        let ends = name.char_indices().map(|(i, _)| i).chain([name.len()]);
+        for prefix in ends.filter_map(|end| name.get(..end)) {
+            if let Some(&ix) = core.wildcard_ix.get(prefix) {
+                self.dirty
+                    .extend(core.holders.get(ix as usize).iter().map(|&r| r as usize));
             }
         }
         Some(id)
@@ -1380,14 +1469,14 @@ impl Draft {
     /// The grant entry of wildcard `prefix*`, interned. `None` when wildcard
     /// indexes run out.
     pub(crate) fn wildcard(&mut self, prefix: &str) -> Option<u32> {
-        let ix = match self.core.wildcards.iter().position(|w| **w == *prefix) {
-            Some(ix) => ix,
-            None => {
-                Arc::make_mut(&mut self.core.wildcards).push(prefix.into());
-                self.core.wildcards.len() - 1
-            }
-        };
-        let ix = u32::try_from(ix).ok().filter(|&ix| ix & WILDCARD == 0)?;
+        if let Some(&ix) = self.core.wildcard_ix.get(prefix) {
+            return Some(WILDCARD | ix);
+        }
+        let ix = u32::try_from(self.core.wildcards.len())
+            .ok()
+            .filter(|&ix| ix & WILDCARD == 0)?;
+        Arc::make_mut(&mut self.core.wildcards).push(prefix.into());
+        Arc::make_mut(&mut self.core.wildcard_ix).insert(prefix.into(), ix);
         Some(WILDCARD | ix)
     }
 
@@ -1435,11 +1524,13 @@ impl Draft {
         }
         if !self.new_grants.is_empty() || core.grants.len() != n {
             normalize(&mut self.new_grants);
+            let holders = core.holders_after(&self.new_grants)?;
+            core.holders = Arc::new(holders);
             core.grants = Arc::new(core.grants.rebuilt(n, &self.new_grants)?);
         }
         let width = bits::words_for(core.perms.slots());
-        if width != core.rows.width {
-            core.compact(width, None);
+        if width != core.rows.width || !self.cleared.is_empty() {
+            core.compact(width, &self.cleared);
         }
         if core.row_keys.len() != n {
             Arc::make_mut(&mut core.row_keys).resize(n, NO_ROW);
@@ -1455,7 +1546,7 @@ impl Draft {
         // outnumber the rows in use, they are given back (bounded memory).
         let rows = &core.rows;
         if rows.free.len() > 64 && rows.free.len() > rows.live() {
-            core.compact(width, None);
+            core.compact(width, &[]);
         }
         core.id = next_id();
         Some(self.core)
@@ -1665,13 +1756,13 @@ mod tests {
 
         // Clearing bit 64 makes `[0, 1]` equal to `[0, 0]`... and `[1, 1]`
         // equal to `[1, 0]`: merged, with their roles counted together.
-        let (cleared, remap) = arena.compacted(2, Some(64));
+        let (cleared, remap) = arena.compacted(2, &[64]);
         assert_eq!(cleared.live(), 2);
         assert_eq!(remap[c as usize], remap[d as usize]);
         assert_eq!(cleared.refs[remap[c as usize] as usize], 2);
         assert!(cleared.row(remap[b as usize]) == [0, 0]);
         // A wider arena keeps every row, padded.
-        let (wide, _) = arena.compacted(3, None);
+        let (wide, _) = arena.compacted(3, &[]);
         assert_eq!(wide.live(), 3);
     }
 
