@@ -18,6 +18,12 @@
 //! - `update/extends/{10000,100000}`: re-parent the role with the most
 //!   descendants (a root) onto another root and back: every descendant's
 //!   row is recomputed.
+//! - `update/declare_permissions/100000`: declare 1,000 permissions in one
+//!   batch, then delete them in the next, on the 100,000-role workload
+//!   whose roles 0, 10,000, 20,000, … hold the wildcard `decl:*` (issue 10's
+//!   linear builders: a declaration costs the wildcards it matches, a
+//!   batch's deletions one pass over the rows; before, each declaration
+//!   scanned every role's grants and each deletion copied every row).
 //! - `update/membership/100000`: set one user's roles among 100,000
 //!   memberships (10,000-role policy).
 //! - `update/role_grant_journaled/10000`: `role_grant` on an engine opened
@@ -205,6 +211,54 @@ fn bench_role_grant_shared(c: &mut Criterion) {
     );
 }
 
+/// `update/declare_permissions/100000`: see the module documentation.
+fn bench_declare_permissions(c: &mut Criterion) {
+    const ROLES: usize = 100_000;
+    const DECLARED: usize = 1_000;
+    let mut w = Workload::new(ROLES);
+    for role in w.policy.roles.iter_mut().step_by(ROLES / 10) {
+        role.grant("decl:*");
+    }
+    let holder = w.policy.roles[0].name.clone();
+    let engine = Engine::new(&w.policy).unwrap();
+    let names: Vec<String> = (0..DECLARED).map(|k| format!("decl:{k:04}")).collect();
+    let create: Vec<Change> = names
+        .iter()
+        .map(|n| Change::CreatePermission {
+            name: n.clone(),
+            description: None,
+        })
+        .collect();
+    let delete: Vec<Change> = names
+        .iter()
+        .map(|n| Change::DeletePermission { name: n.clone() })
+        .collect();
+    let patches = engine.stats().incremental_compiles;
+    let mut group = c.benchmark_group("update/declare_permissions");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    group.bench_function(BenchmarkId::from_parameter(ROLES), |b| {
+        b.iter(|| {
+            engine
+                .apply_batch(create.clone(), ChangeMeta::default())
+                .unwrap();
+            let s = engine.snapshot();
+            let id = s.role(None, &holder).unwrap();
+            assert!(
+                s.role_has_permission(id, &names[DECLARED - 1]),
+                "the wildcard's holder has the declared permissions"
+            );
+            engine
+                .apply_batch(delete.clone(), ChangeMeta::default())
+                .unwrap();
+        });
+    });
+    group.finish();
+    assert!(
+        engine.stats().incremental_compiles > patches,
+        "the batches are patched, not compiled whole"
+    );
+}
+
 fn bench_role_grant_journaled(c: &mut Criterion) {
     let mut group = c.benchmark_group("update/role_grant_journaled");
     group.sampling_mode(SamplingMode::Flat);
@@ -380,6 +434,7 @@ mod group {
         super::bench_role_grant,
         super::bench_role_grant_shared,
         super::bench_extends,
+        super::bench_declare_permissions,
         super::bench_membership,
         super::bench_role_grant_journaled,
         super::bench_read_under_swaps
