@@ -1352,7 +1352,11 @@ impl Core {
             + self.bases.heap_bytes()
             + self.dependents.heap_bytes()
             + self.grants.heap_bytes()
-            + self.wildcards.iter().map(|w| w.len() * 2 + 16).sum::<usize>()
+            + self
+                .wildcards
+                .iter()
+                .map(|w| w.len() * 2 + 16)
+                .sum::<usize>()
             + table_bytes(self.wildcard_ix.capacity(), 20)
             + self.holders.heap_bytes()
             + self.rows.heap_bytes()
