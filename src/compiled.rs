@@ -1817,7 +1817,7 @@ mod tests {
     fn the_role_index_finds_what_a_naive_list_finds() {
         let mut names = Names::with_capacity(0);
         let mut scopes = Vec::new();
-        let mut push = |names: &mut Names, scopes: &mut Vec<u32>, scope: u32, name: String| {
+        let push = |names: &mut Names, scopes: &mut Vec<u32>, scope: u32, name: String| {
             names.push(&name).unwrap();
             scopes.push(scope);
         };

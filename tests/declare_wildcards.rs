@@ -7,6 +7,11 @@
 //! The patch finds the roles to recompute in an index of wildcard holders
 //! kept up to date as roles gain and lose wildcards, so these cases change
 //! the holders first, then declare.
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail loudly on purpose"
+)]
 
 use rolegraph::{Change, ChangeMeta, Engine, Permission, Policy, Role, Snapshot};
 use rolegraph_testkit::Probe;
