@@ -413,7 +413,9 @@ macro_rules! objects_only {
                     }
 
                     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
-                        $ty::deserialize(de::value::MapAccessDeserializer::new(map))
+                        let mut parsed = $ty::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                        parsed.shrink();
+                        Ok(parsed)
                     }
                 }
 
@@ -427,6 +429,46 @@ macro_rules! objects_only {
             }
         }
     )*};
+}
+
+/// Gives back the spare capacity of the lists just parsed, as each object
+/// is read: serde grows a `Vec` by doubling (a file gives no length), so a
+/// role's one base sat in room for 4 and an organization's 10 roles in room
+/// for 16 — at a million roles, about 160 MB of a 415 MB `lint` peak.
+trait Shrink {
+    fn shrink(&mut self);
+}
+
+impl Shrink for Policy {
+    fn shrink(&mut self) {
+        self.permissions.shrink_to_fit();
+        self.roles.shrink_to_fit();
+        self.organizations.shrink_to_fit();
+    }
+}
+
+impl Shrink for Permission {
+    fn shrink(&mut self) {}
+}
+
+impl Shrink for Role {
+    fn shrink(&mut self) {
+        self.permissions.shrink_to_fit();
+        self.extends.shrink_to_fit();
+    }
+}
+
+impl Shrink for Organization {
+    fn shrink(&mut self) {
+        self.roles.shrink_to_fit();
+        self.group_roles.shrink_to_fit();
+    }
+}
+
+impl Shrink for GroupRoles {
+    fn shrink(&mut self) {
+        self.roles.shrink_to_fit();
+    }
 }
 
 objects_only!(
