@@ -682,6 +682,41 @@ mod tests {
         assert_eq!(tree.path(3), ["top", "left", "base"]);
     }
 
+    /// Several roots (a principal's roles): each permission at the nearest
+    /// role under any root, repeated roots once, ids of another snapshot
+    /// skipped.
+    #[test]
+    fn a_forest_of_held_roles_takes_the_nearest_grant() {
+        let mut p = Policy::new();
+        p.permission("p:1").permission("p:2");
+        p.role("base").grant("p:1").grant("p:2");
+        p.role("mid").extends("base");
+        p.role("deep").extends("mid");
+        p.role("near").grant("p:2");
+        let s = p.compile().unwrap();
+        let other = p.compile().unwrap();
+        let id = |name: &str| s.role(None, name).unwrap();
+        let foreign = other.role(None, "base").unwrap();
+        let tree = s.inheritance_of(&[id("deep"), id("near"), id("deep"), foreign]);
+        let got: Vec<(Vec<&str>, &str)> = tree
+            .permissions()
+            .map(|(i, g)| (tree.path(i), g.permission.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(vec!["near"], "p:2"), (vec!["deep", "mid", "base"], "p:1"),]
+        );
+        let roots: Vec<&str> = tree
+            .roles()
+            .iter()
+            .filter(|r| r.via.is_none())
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(roots, ["deep", "near"]);
+        assert_eq!(tree.roles().len(), 4);
+        assert_eq!(s.inheritance_of(&[foreign]).roles().len(), 0);
+    }
+
     #[test]
     fn unvisited_skips_removed_positions() {
         let mut u = Unvisited::new(5);
