@@ -2,7 +2,8 @@
 //! verified against a JWKS, one requirement per route, memberships kept
 //! current by signed Scalekit webhooks (a revoked role is denied on the very
 //! next request), the guarded role assignment from Scalekit's docs (audited),
-//! and `GET /me/permissions` with the inheritance paths.
+//! and `GET /me/permissions` with each permission's granting role and the
+//! inheritance tree.
 //!
 //! ```text
 //! cargo run -q --example app --features axum,jwt,scalekit -- --tour
@@ -338,31 +339,35 @@ async fn assign_task(
     json_answer(StatusCode::OK, &json!({"n": n, "assignee": assignee}))
 }
 
-/// Every permission the caller holds, each with the inheritance path from a
-/// role they hold to the role whose grant gives it (the shortest one).
+/// Every permission the caller holds, each with the role whose grant gives
+/// it (Scalekit's `permissions:all` shape: `role_name`), and the inheritance
+/// tree of the caller's roles, each role listed once with the index of the
+/// role that extends it (`via`, `null` for a held role). A permission's path
+/// is the chain of `via` up from its `role`: the answer stays linear in the
+/// roles and permissions, however deep the chain.
 async fn me_permissions(who: Authenticated) -> Response {
     let principal = who.principal();
     let snapshot = principal.snapshot();
-    let mut best: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
-    let mut roles = Vec::new();
-    for &role in principal.roles() {
-        let name = snapshot.role_name(role).to_owned();
-        let scope = snapshot.role_organization(role);
-        if let Ok(effective) = snapshot.effective_permissions(scope, &name) {
-            for p in effective {
-                let shorter = best
-                    .get(&p.name)
-                    .is_none_or(|(path, _)| p.path.len() < path.len());
-                if shorter {
-                    best.insert(p.name.clone(), (p.path.clone(), p.grant.clone()));
-                }
-            }
-        }
-        roles.push(name);
-    }
-    let permissions: Vec<Value> = best
+    let tree = snapshot.inheritance_of(principal.roles());
+    let held: Vec<&str> = tree
+        .roles()
+        .iter()
+        .take_while(|r| r.via.is_none())
+        .map(|r| r.name.as_str())
+        .collect();
+    let inheritance: Vec<Value> = tree
+        .roles()
+        .iter()
+        .map(|r| json!({"name": r.name, "organization": r.organization, "via": r.via}))
+        .collect();
+    let mut granted: Vec<(usize, &rolegraph::Granted)> = tree.permissions().collect();
+    granted.sort_unstable_by(|a, b| a.1.permission.cmp(&b.1.permission));
+    let permissions: Vec<Value> = granted
         .into_iter()
-        .map(|(name, (path, grant))| json!({"permission": name, "via": path.join(" → "), "grant": grant}))
+        .map(|(i, g)| {
+            let role_name = tree.roles().get(i).map(|r| r.name.as_str());
+            json!({"permission": g.permission, "role_name": role_name, "role": i, "grant": g.grant})
+        })
         .collect();
     json_answer(
         StatusCode::OK,
@@ -371,7 +376,8 @@ async fn me_permissions(who: Authenticated) -> Response {
             "organization": who.claims().organization,
             "decided_by": who.source().as_str(),
             "revision": who.revision(),
-            "roles": roles,
+            "roles": held,
+            "inheritance": inheritance,
             "permissions": permissions,
         }),
     )
@@ -758,19 +764,40 @@ impl Tour<'_> {
                 field("revision"),
                 field("decided_by")
             )?;
-            // `GET /me/permissions`: one line per permission, with its path.
+            // `GET /me/permissions`: one line per permission, with its path
+            // walked up the `via` links of the answer's `inheritance`.
+            let tree = parsed
+                .as_ref()
+                .and_then(|v| v.get("inheritance").and_then(Value::as_array).cloned())
+                .unwrap_or_default();
+            let name = |i: usize| {
+                tree.get(i)
+                    .and_then(|r| r.get("name").and_then(Value::as_str))
+                    .unwrap_or_default()
+            };
             for p in &permissions {
-                let text = |k: &str| {
-                    p.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
-                };
+                let mut path = Vec::new();
+                let mut at = p.get("role").and_then(Value::as_u64);
+                // At most one step per role listed: a malformed answer
+                // cannot loop.
+                while let Some(i) = at.and_then(|i| usize::try_from(i).ok()) {
+                    if path.len() >= tree.len() {
+                        break;
+                    }
+                    path.push(name(i));
+                    at = tree
+                        .get(i)
+                        .and_then(|r| r.get("via"))
+                        .and_then(Value::as_u64);
+                }
+                path.reverse();
                 writeln!(
                     self.out,
                     "           {:<18} via {}",
-                    text("permission"),
-                    text("via")
+                    p.get("permission")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    path.join(" → ")
                 )?;
             }
         } else if !answer.body.is_empty() {
@@ -965,7 +992,7 @@ pub async fn tour(out: &mut dyn Write) -> Result<bool, BoxError> {
         &Expect {
             body: &[
                 "\"decided_by\":\"subject\"",
-                "project_manager → team_member",
+                "\"role_name\":\"team_member\"",
             ],
             ..expect(200)
         },

@@ -11,7 +11,9 @@ use crate::text::Quote;
 
 mod inheritance;
 
-pub use inheritance::{EffectivePermission, Granted, Inheritance, InheritedRole};
+pub use inheritance::{
+    EffectivePermission, EffectivePermissions, Granted, Inheritance, InheritedRole,
+};
 
 /// The answer to a check, with the reasons.
 ///

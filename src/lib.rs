@@ -59,8 +59,8 @@ pub use engine::{
     RoleAssignment, RolesChanged, Stats, Subscription, FEED_CAPACITY,
 };
 pub use explain::{
-    EffectivePermission, Explanation, Granted, Inheritance, InheritedRole, PermissionReason,
-    RoleReason,
+    EffectivePermission, EffectivePermissions, Explanation, Granted, Inheritance, InheritedRole,
+    PermissionReason, RoleReason,
 };
 pub use ids::{PermissionId, RoleId};
 pub use journal::{Corruption, IoAction, JournalError};

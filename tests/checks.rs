@@ -151,7 +151,7 @@ fn inheritance_only_adds() {
     let eff = s.effective_permissions(None, "editor").unwrap();
     let read = eff.iter().find(|e| e.name == "projects:read").unwrap();
     assert_eq!(
-        read.path,
+        eff.path(read),
         ["editor"],
         "the direct grant is the shortest path"
     );
@@ -164,7 +164,8 @@ fn inheritance_only_adds() {
     assert!(has(&s, None, "editor", "projects:read"));
     let eff = s.effective_permissions(None, "editor").unwrap();
     let read = eff.iter().find(|e| e.name == "projects:read").unwrap();
-    assert_eq!(read.path, ["editor", "viewer"]);
+    assert_eq!(eff.path(read), ["editor", "viewer"]);
+    assert_eq!(read.role, "viewer");
 
     // A base role's grant reaches every role below it.
     p.role("viewer").grant("tasks:assign");
@@ -181,7 +182,10 @@ fn effective_permissions_has_scalekits_permissions_all_shape() {
     let eff = s.effective_permissions(Some("org_1"), "manager").unwrap();
     let rows: Vec<(String, Vec<String>, String)> = eff
         .iter()
-        .map(|e| (e.name.clone(), e.path.clone(), e.grant.clone()))
+        .map(|e| {
+            let path = eff.path(e).into_iter().map(str::to_owned).collect();
+            (e.name.clone(), path, e.grant.clone())
+        })
         .collect();
     let row = |n: &str, path: &[&str], g: &str| {
         (
@@ -204,12 +208,15 @@ fn effective_permissions_has_scalekits_permissions_all_shape() {
         ]
     );
     assert_eq!(eff[3].source_role(), "planner");
+    assert_eq!(eff.get("tasks:assign"), Some(&eff[3]));
+    assert_eq!(eff.get("tasks:read"), None);
+    // Scalekit's entry: the permission and the role it comes from.
     let json = serde_json::to_value(&eff[3]).unwrap();
     assert_eq!(
         json,
         serde_json::json!({
             "name": "tasks:assign",
-            "path": ["manager", "lead", "planner"],
+            "role_name": "planner",
             "grant": "tasks:assign"
         })
     );

@@ -1213,11 +1213,13 @@ fn explain_json_paths_are_the_libraries_effective_permissions() {
     let snapshot = snapshot.compile().expect("valid");
     for role in ["admin", "project_admin", "viewer", "writer"] {
         let doc = explain_json(&["explain", "--policy", EXAMPLE, "--role", role, "--json"]);
-        let mut expected: Vec<_> = snapshot
-            .effective_permissions(None, role)
-            .expect("a role")
-            .into_iter()
-            .map(|e| (e.name, e.path, e.grant))
+        let effective = snapshot.effective_permissions(None, role).expect("a role");
+        let mut expected: Vec<_> = effective
+            .iter()
+            .map(|e| {
+                let path: Vec<String> = effective.path(e).into_iter().map(str::to_owned).collect();
+                (e.name.clone(), path, e.grant.clone())
+            })
             .collect();
         expected.sort();
         assert_eq!(json_paths(&doc), expected, "{role}");

@@ -373,18 +373,16 @@ fn check_paths(m: &Model, s: &Snapshot) {
             .effective_permissions(m.org_of(v).as_deref(), &node.name)
             .unwrap();
         for e in &listed {
-            assert_eq!(e.path.first(), Some(&node.name));
-            m.check_grant_path(node.org, &e.path, &e.grant, &e.name);
+            let path: Vec<String> = listed.path(e).into_iter().map(str::to_owned).collect();
+            assert_eq!(path.first(), Some(&node.name));
+            assert_eq!(path.last(), Some(&e.role), "the source role ends the path");
+            m.check_grant_path(node.org, &path, &e.grant, &e.name);
             assert_eq!(
-                Some(e.path.len() - 1),
+                Some(path.len() - 1),
                 m.dist(v, &e.name),
                 "not shortest: {e}"
             );
-            assert_eq!(
-                Some(&e.path),
-                m.best_path(&[v], &e.name).as_ref(),
-                "tie: {e}"
-            );
+            assert_eq!(Some(&path), m.best_path(&[v], &e.name).as_ref(), "tie: {e}");
         }
     }
 }
@@ -413,10 +411,12 @@ fn reversed(p: &Policy) -> Policy {
 fn all_effective(m: &Model, s: &Snapshot) -> Vec<Vec<String>> {
     (0..m.nodes.len())
         .map(|v| {
-            s.effective_permissions(m.org_of(v).as_deref(), &m.nodes[v].name)
-                .unwrap()
+            let listed = s
+                .effective_permissions(m.org_of(v).as_deref(), &m.nodes[v].name)
+                .unwrap();
+            listed
                 .iter()
-                .map(ToString::to_string)
+                .map(|e| format!("{e} via {:?}", listed.path(e)))
                 .collect()
         })
         .collect()

@@ -24,9 +24,15 @@ fuzz_target!(|data: &[u8]| {
             let _ = snapshot.warnings();
             for role in snapshot.roles() {
                 let org = snapshot.role_organization(role);
-                let _ = snapshot
+                let effective = snapshot
                     .effective_permissions(org, snapshot.role_name(role))
                     .expect("a compiled role explains itself");
+                // Each path runs from the role to the one named as its source.
+                for p in &effective {
+                    let path = effective.path(p);
+                    assert_eq!(path.first(), Some(&snapshot.role_name(role)));
+                    assert_eq!(path.last(), Some(&p.role.as_str()));
+                }
             }
         }
         Err(err) => assert!(!err.to_string().is_empty()),

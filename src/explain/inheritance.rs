@@ -2,7 +2,7 @@
 //! ancestors, each role once, each permission once at the role that gives it.
 //!
 //! The tree is linear in the roles reached and the permissions granted; a
-//! permission's path (what [`EffectivePermission`] spells out in full) is the
+//! permission's path (what [`EffectivePermissions::path`] walks) is the
 //! chain of parent pointers from its role up to the root.
 
 use std::collections::HashSet;
@@ -128,39 +128,186 @@ impl Inheritance {
     }
 }
 
-/// A permission a role has, and where it comes from.
+/// A role's effective permissions, sorted by name, each with the role whose
+/// direct grant gives it: what Scalekit's `permissions:all` returns (a
+/// permission and its `role_name`), plus the inheritance tree that leads
+/// there.
 ///
-/// What Scalekit's `permissions:all` returns, with the whole inheritance path
-/// rather than only the source role.
+/// Produced by [`Snapshot::effective_permissions`]. A permission's path, from
+/// the role asked about to the granting role, is not stored with it but walked
+/// on demand ([`path`](Self::path)) through the shared tree, so the result is
+/// linear in size: a chain of 10,000 roles that each grant a permission gives
+/// 10,000 entries and 10,000 tree nodes, not 50 million path steps.
+///
+/// # Examples
+///
+/// ```
+/// use rolegraph::Policy;
+///
+/// let mut policy = Policy::new();
+/// policy.permission("projects:read");
+/// policy.permission("projects:update");
+/// policy.role("viewer").grant("projects:*");
+/// policy.role("editor").extends("viewer").grant("projects:update");
+/// let snapshot = policy.compile()?;
+///
+/// let effective = snapshot.effective_permissions(None, "editor")?;
+/// let read = effective.get("projects:read").expect("inherited");
+/// assert_eq!((read.role.as_str(), read.grant.as_str()), ("viewer", "projects:*"));
+/// assert_eq!(effective.path(read), ["editor", "viewer"]);
+/// let names: Vec<&str> = effective.iter().map(|p| p.name.as_str()).collect();
+/// assert_eq!(names, ["projects:read", "projects:update"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct EffectivePermissions {
+    tree: Inheritance,
+    list: Vec<EffectivePermission>,
+}
+
+/// A permission a role has, and the role it comes from.
+///
+/// Serializes as Scalekit's `permissions:all` entry plus the grant:
+/// `{"name", "role_name", "grant"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct EffectivePermission {
     /// The permission.
     pub name: String,
-    /// From the role asked about to the role whose direct grant gives the
-    /// permission (the shortest such path, ties broken by role name).
-    pub path: Vec<String>,
+    /// The role whose direct grant gives it: the end of the shortest path from
+    /// the role asked about (ties broken by role name).
+    #[serde(rename = "role_name")]
+    pub role: String,
+    /// The index of that role in [`EffectivePermissions::inheritance`]'s
+    /// [`roles`](Inheritance::roles); [`EffectivePermissions::path`] walks up
+    /// from it.
+    #[serde(skip)]
+    pub via: usize,
     /// The direct grant that matched: the permission itself or a wildcard.
     pub grant: String,
 }
 
 impl EffectivePermission {
-    /// The role whose direct grant gives the permission (the last of `path`).
+    /// The role whose direct grant gives the permission.
     #[must_use]
     pub fn source_role(&self) -> &str {
-        self.path.last().map_or("", String::as_str)
+        &self.role
     }
 }
 
 impl fmt::Display for EffectivePermission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: ", self.name)?;
-        for (i, role) in self.path.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" -> ")?;
-            }
-            write!(f, "`{role}`")?;
-        }
-        write!(f, " grants `{}`", self.grant)
+        write!(
+            f,
+            "`{}`: `{}` grants `{}`",
+            self.name, self.role, self.grant
+        )
+    }
+}
+
+impl EffectivePermissions {
+    /// The number of effective permissions.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether the role has no permission at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The permissions, sorted by name.
+    #[must_use]
+    pub fn as_slice(&self) -> &[EffectivePermission] {
+        &self.list
+    }
+
+    /// The permissions, sorted by name.
+    pub fn iter(&self) -> std::slice::Iter<'_, EffectivePermission> {
+        self.list.iter()
+    }
+
+    /// The permission `name`, when the role has it (a binary search).
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&EffectivePermission> {
+        self.list
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.list.get(i))
+    }
+
+    /// The role names from the role asked about down to the one whose grant
+    /// gives `permission` (an entry of this result).
+    ///
+    /// # Complexity
+    ///
+    /// Proportional to the length of that path: built on demand, never stored.
+    #[must_use]
+    pub fn path(&self, permission: &EffectivePermission) -> Vec<&str> {
+        self.tree.path(permission.via)
+    }
+
+    /// The inheritance tree the permissions come from: each role reached once,
+    /// with the index of the role that extends it.
+    #[must_use]
+    pub fn inheritance(&self) -> &Inheritance {
+        &self.tree
+    }
+
+    /// The permissions, sorted by name, without the tree.
+    #[must_use]
+    pub fn into_vec(self) -> Vec<EffectivePermission> {
+        self.list
+    }
+}
+
+/// Two results are equal when they list the same permissions, granted the
+/// same way, through the same tree of role names: role ids, which differ
+/// between two compiles of one policy, are not compared.
+impl PartialEq for EffectivePermissions {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.tree.roles, &other.tree.roles);
+        self.list == other.list
+            && a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                (&x.name, &x.organization, x.via, x.depth, &x.grants)
+                    == (&y.name, &y.organization, y.via, y.depth, &y.grants)
+            })
+    }
+}
+
+impl Eq for EffectivePermissions {}
+
+/// The permission at `index` in name order, as a slice indexes.
+impl std::ops::Index<usize> for EffectivePermissions {
+    type Output = EffectivePermission;
+
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "panics out of range, as the slice it stands for"
+    )]
+    fn index(&self, index: usize) -> &EffectivePermission {
+        &self.list[index]
+    }
+}
+
+impl<'a> IntoIterator for &'a EffectivePermissions {
+    type Item = &'a EffectivePermission;
+    type IntoIter = std::slice::Iter<'a, EffectivePermission>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl IntoIterator for EffectivePermissions {
+    type Item = EffectivePermission;
+    type IntoIter = std::vec::IntoIter<EffectivePermission>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.into_iter()
     }
 }
 
@@ -187,9 +334,54 @@ impl Snapshot {
         Ok(self.inheritance_from(&[self.lookup_role(organization, role)?]))
     }
 
+    /// The inheritance forest of several roles at once, such as a
+    /// [`Principal`](crate::Principal)'s [`roles`](crate::Principal::roles):
+    /// the roots (each `via: None`) are the given roles in name order, without
+    /// repeats; every role they extend is listed once, under the root nearest
+    /// to it, and each permission once, at the nearest role that grants it.
+    /// Ids of another snapshot are skipped.
+    ///
+    /// # Complexity
+    ///
+    /// As [`inheritance`](Self::inheritance).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rolegraph::Policy;
+    ///
+    /// let mut policy = Policy::new();
+    /// policy.permission("projects:read");
+    /// policy.permission("billing:read");
+    /// policy.role("viewer").grant("projects:read");
+    /// policy.role("editor").extends("viewer");
+    /// policy.role("billing").grant("billing:read");
+    /// let snapshot = policy.compile()?;
+    ///
+    /// let principal = snapshot.principal(None, ["editor", "billing"]);
+    /// let tree = snapshot.inheritance_of(principal.roles());
+    /// let names: Vec<&str> = tree.roles().iter().map(|r| r.name.as_str()).collect();
+    /// assert_eq!(names, ["billing", "editor", "viewer"]);
+    /// assert_eq!(tree.path(2), ["editor", "viewer"]);
+    /// assert_eq!(tree.permissions_len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn inheritance_of(&self, roles: &[RoleId]) -> Inheritance {
+        let known: Vec<RoleId> = roles
+            .iter()
+            .copied()
+            // Every role of this snapshot has a name; an id of another
+            // numbering has none.
+            .filter(|&r| !self.role_name(r).is_empty())
+            .collect();
+        self.inheritance_from(&known)
+    }
+
     /// The effective permissions of a role, sorted by name, each with the
-    /// path of roles that grants it: what Scalekit's `permissions:all`
-    /// returns.
+    /// role whose direct grant gives it, and the tree that leads there: what
+    /// Scalekit's `permissions:all` returns, with the path on demand (see
+    /// [`EffectivePermissions`]).
     ///
     /// # Errors
     ///
@@ -197,26 +389,30 @@ impl Snapshot {
     ///
     /// # Complexity
     ///
-    /// Each permission carries its whole path: the result is the permissions
-    /// times the depth of their roles, quadratic on a long chain where every
-    /// role grants something. [`inheritance`](Self::inheritance) gives the
-    /// same answer in linear size.
+    /// As [`inheritance`](Self::inheritance), plus sorting the permissions:
+    /// the result is linear in the roles reached and the permissions they
+    /// grant, however deep the chain.
     pub fn effective_permissions(
         &self,
         organization: Option<&str>,
         role: &str,
-    ) -> Result<Vec<EffectivePermission>, LookupError> {
+    ) -> Result<EffectivePermissions, LookupError> {
         let tree = self.inheritance(organization, role)?;
-        let mut found: Vec<EffectivePermission> = tree
-            .permissions()
-            .map(|(i, g)| EffectivePermission {
+        let mut list: Vec<EffectivePermission> = Vec::with_capacity(tree.permissions_len());
+        for (i, g) in tree.permissions() {
+            list.push(EffectivePermission {
                 name: g.permission.clone(),
-                path: tree.path(i).into_iter().map(str::to_owned).collect(),
+                role: tree
+                    .roles
+                    .get(i)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default(),
+                via: i,
                 grant: g.grant.clone(),
-            })
-            .collect();
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(found)
+            });
+        }
+        list.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(EffectivePermissions { tree, list })
     }
 
     /// The role `name` as the explain queries look it up: the organization
@@ -484,6 +680,41 @@ mod tests {
             ]
         );
         assert_eq!(tree.path(3), ["top", "left", "base"]);
+    }
+
+    /// Several roots (a principal's roles): each permission at the nearest
+    /// role under any root, repeated roots once, ids of another snapshot
+    /// skipped.
+    #[test]
+    fn a_forest_of_held_roles_takes_the_nearest_grant() {
+        let mut p = Policy::new();
+        p.permission("p:1").permission("p:2");
+        p.role("base").grant("p:1").grant("p:2");
+        p.role("mid").extends("base");
+        p.role("deep").extends("mid");
+        p.role("near").grant("p:2");
+        let s = p.compile().unwrap();
+        let other = p.compile().unwrap();
+        let id = |name: &str| s.role(None, name).unwrap();
+        let foreign = other.role(None, "base").unwrap();
+        let tree = s.inheritance_of(&[id("deep"), id("near"), id("deep"), foreign]);
+        let got: Vec<(Vec<&str>, &str)> = tree
+            .permissions()
+            .map(|(i, g)| (tree.path(i), g.permission.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(vec!["near"], "p:2"), (vec!["deep", "mid", "base"], "p:1"),]
+        );
+        let roots: Vec<&str> = tree
+            .roles()
+            .iter()
+            .filter(|r| r.via.is_none())
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(roots, ["deep", "near"]);
+        assert_eq!(tree.roles().len(), 4);
+        assert_eq!(s.inheritance_of(&[foreign]).roles().len(), 0);
     }
 
     #[test]

@@ -76,8 +76,8 @@ pub fn answers(s: &Snapshot, groups: &[&str]) -> Vec<String> {
             let eff: Vec<String> = s
                 .effective_permissions(org, s.role_name(r))
                 .map(|list| {
-                    list.into_iter()
-                        .map(|e| format!("{}<{}<{}", e.name, e.path.join("<"), e.grant))
+                    list.iter()
+                        .map(|e| format!("{}<{}<{}", e.name, list.path(e).join("<"), e.grant))
                         .collect()
                 })
                 .unwrap_or_else(|e| vec![format!("error: {e}")]);
