@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::change::{Change, ChangeError, ChangeMeta, Outcome};
 use crate::check::{Principal, Requirement};
 use crate::compile::compile_with;
-use crate::journal::{read_history, CheckpointTicket, Journal, JournalError, LogEnd};
+use crate::journal::{read_history, CheckpointTicket, Journal, JournalError, LogEnd, Rotation};
 use crate::model::Policy;
 use crate::snapshot::{Data, Snapshot};
 use model::{Effects, Model};
@@ -229,9 +229,10 @@ pub struct EngineOptions {
     /// holds state (default [`Existing::KeepJournal`]).
     pub on_existing: Existing,
     /// How many journal segments older than the last checkpoint's to keep
-    /// (default `None`: all, the whole audit history). Each checkpoint
-    /// starts a new segment; with `Some(n)`, each written checkpoint deletes
-    /// the segments beyond the `n` before its own, and history older than
+    /// (default `None`: all, the whole audit history). Each written
+    /// checkpoint seals the segment it was taken in (its own, always kept)
+    /// and starts a new one; with `Some(n)`, it deletes the segments beyond
+    /// the `n` before its own, and history older than
     /// the oldest kept segment is gone from
     /// [`entries_since`](Engine::entries_since) and the other history reads.
     pub retain_segments: Option<usize>,
@@ -459,7 +460,9 @@ struct Shared {
     /// readers (`policy`, `delivered`, `entity_clock`, `entries_since`, …)
     /// that must never wait on the writer.
     state: ArcSwap<State>,
-    writer: Mutex<Writer>,
+    /// Shared with the checkpoint thread, which takes it for a moment to
+    /// start the next log segment (without keeping the engine alive).
+    writer: Arc<Mutex<Writer>>,
     stats: Mutex<Stats>,
     feed: Mutex<Vec<Subscriber>>,
     checkpoints: Arc<Checkpoints>,
@@ -675,8 +678,21 @@ const MAX_BACKOFF_SHIFT: u32 = 6;
 
 impl Checkpoints {
     /// Encodes `model` and writes it with `ticket`, unless a newer
-    /// checkpoint is already written; records the result.
-    fn write(&self, ticket: CheckpointTicket, model: &Model) -> Result<(), JournalError> {
+    /// checkpoint is already written; then starts the next log segment;
+    /// records the result.
+    ///
+    /// The encoding and every write and sync happen outside the writer's
+    /// lock, which is taken only for the rename that starts the segment
+    /// ([`Journal::start_segment`]); the directory sync that makes it
+    /// durable runs after that lock is released (an append that comes
+    /// first syncs the directory itself). A checkpoint that fails leaves
+    /// the journal's directory as it was.
+    fn write(
+        &self,
+        ticket: CheckpointTicket,
+        model: &Model,
+        writer: &Mutex<Writer>,
+    ) -> Result<(), JournalError> {
         let _io = lock(&self.io);
         #[cfg(test)]
         if let Some(gate) = lock(&self.gate).take() {
@@ -684,10 +700,28 @@ impl Checkpoints {
         }
         let revision = ticket.revision();
         let result = if lock(&self.status).last_written > Some(revision) {
-            Ok(())
+            Ok(None)
         } else {
             checkpoint_bytes(model, revision).and_then(|bytes| ticket.write(&bytes))
         };
+        let result = result.map(|next| {
+            let Some(next) = next else { return };
+            let rotation = match lock(writer).journal.as_mut() {
+                Some(journal) => journal.start_segment(next),
+                None => Rotation::Skipped(next),
+            };
+            match rotation {
+                // A failed sync is redone by the next append, which
+                // fails (and says so) if it cannot.
+                Rotation::Started(dir_sync) => drop(dir_sync.sync()),
+                Rotation::Skipped(next) => next.discard(),
+                Rotation::Failed(next, _e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_e, revision, "rolegraph journal: cannot start a new segment");
+                    next.discard();
+                }
+            }
+        });
         let mut status = lock(&self.status);
         match &result {
             Ok(()) => {
@@ -982,7 +1016,7 @@ impl Engine {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(data),
                 state: ArcSwap::from_pointee(state),
-                writer: Mutex::new(Writer {
+                writer: Arc::new(Mutex::new(Writer {
                     model,
                     journal,
                     guard: AssignmentGuard::default(),
@@ -990,7 +1024,7 @@ impl Engine {
                     since_checkpoint: 0,
                     #[cfg(feature = "redis")]
                     log: None,
-                }),
+                })),
                 stats: Mutex::new(Stats {
                     revision,
                     ..Stats::default()
@@ -1384,10 +1418,11 @@ impl Engine {
             }
         };
         let worker = Arc::clone(checkpoints);
+        let writer_lock = Arc::clone(&self.shared.writer);
         let spawned = std::thread::Builder::new()
             .name("rolegraph-checkpoint".into())
             .spawn(move || {
-                let _ = worker.write(ticket, &model);
+                let _ = worker.write(ticket, &model, &writer_lock);
                 lock(&worker.status).in_progress = false;
             });
         match spawned {
@@ -1846,7 +1881,9 @@ impl Engine {
             writer.since_checkpoint = 0;
             (ticket, writer.model.clone())
         };
-        self.shared.checkpoints.write(ticket, &model)
+        self.shared
+            .checkpoints
+            .write(ticket, &model, &self.shared.writer)
     }
 }
 

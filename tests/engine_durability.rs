@@ -194,7 +194,8 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// Five accepted changes, one revision each: membership `u1` … `u5` in
-/// `org_1`, each by `admin@x` at a fixed time.
+/// `org_1`, each by `admin@x` at a fixed time, each after any checkpoint in
+/// flight finished (so a checkpoint's new segment starts at its revision).
 fn five_members(engine: &Engine) {
     for k in 1..=5u64 {
         let out = engine
@@ -204,6 +205,7 @@ fn five_members(engine: &Engine) {
             )
             .unwrap();
         assert_eq!(out.revision, k);
+        settle(engine);
     }
 }
 
@@ -1534,9 +1536,10 @@ fn retention_deletes_old_segments_and_history_starts_at_the_oldest_kept() {
         settle(&engine);
     }
     drop(engine);
-    // The checkpoint's segment (30, empty) and one before it (25).
+    // The checkpoint's segment (25, sealed right after the checkpoint of
+    // 30 was written), one before it (20) and the live one (30, empty).
     let bases: Vec<u64> = segments(tmp.path()).into_iter().map(|(b, _)| b).collect();
-    assert_eq!(bases, [25, 30]);
+    assert_eq!(bases, [20, 25, 30]);
     let engine = Engine::open_with(tmp.path(), &policy(), opts).unwrap();
     assert_eq!(
         answers(&engine, &ROTATION_USERS),
@@ -1548,5 +1551,5 @@ fn retention_deletes_old_segments_and_history_starts_at_the_oldest_kept() {
         .iter()
         .map(|e| e.revision)
         .collect();
-    assert_eq!(kept, (26..=30).collect::<Vec<_>>());
+    assert_eq!(kept, (21..=30).collect::<Vec<_>>());
 }
