@@ -2030,6 +2030,94 @@ mod tests {
             .unwrap_or_else(|_| panic!("{what} waited on the checkpoint"))
     }
 
+    /// Applies `member(user)` on another thread, failing the test when it
+    /// waits on the checkpoint.
+    fn apply_member(engine: &Engine, user: &str) -> u64 {
+        let e = engine.clone();
+        let user = user.to_owned();
+        finishes("apply", move || e.apply(member(&user), ChangeMeta::by("a")))
+            .unwrap()
+            .revision
+    }
+
+    #[test]
+    fn writers_do_not_wait_while_a_checkpoint_syncs() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let durable = EngineOptions {
+            checkpoint_every: 3,
+            sync: true,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open_with(tmp.path(), &policy(), durable).unwrap();
+        let users: Vec<String> = (1..=9).map(|k| format!("u{k}")).collect();
+        // The next sync of a file in the directory (or of the directory)
+        // waits until released; an append's own fsync is not held.
+        let (reached, release) = crate::journal::sync_gate::hold(tmp.path());
+        for (k, user) in users.iter().enumerate().take(3) {
+            assert_eq!(apply_member(&engine, user), k as u64 + 1);
+        }
+        // The checkpoint of revision 3 is held in its first sync.
+        reached
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the checkpoint reached a sync");
+        assert!(engine.stats().checkpoint_in_progress);
+        for (k, user) in users.iter().enumerate().take(6).skip(3) {
+            assert_eq!(apply_member(&engine, user), k as u64 + 1);
+        }
+        assert!(engine.stats().checkpoint_in_progress);
+        assert_eq!(engine.stats().checkpoints_written, 0);
+        release.send(()).unwrap();
+        while engine.stats().checkpoint_in_progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stats = engine.stats();
+        assert_eq!(
+            (stats.checkpoints_written, stats.last_checkpoint_revision),
+            (1, Some(3))
+        );
+        assert_eq!(stats.last_checkpoint_error, None);
+        for user in users.iter().skip(6) {
+            apply_member(&engine, user);
+        }
+        while engine.stats().checkpoint_in_progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(engine);
+        // Nothing acknowledged is lost or doubled; the state is the one an
+        // in-memory engine reaches with the same changes.
+        let oracle = Engine::new(&policy()).unwrap();
+        for user in &users {
+            oracle.apply(member(user), ChangeMeta::by("a")).unwrap();
+        }
+        let (engine, recovery) = Engine::recover(tmp.path(), &policy(), durable).unwrap();
+        assert!(recovery.is_clean());
+        assert_eq!(recovery.revision, 9);
+        // The checkpoint due at 6, while that of 3 ran, was taken at 7.
+        assert_eq!(recovery.checkpoint_revision, Some(7));
+        assert_eq!(recovery.records_replayed, 2);
+        assert_eq!(engine.policy(), oracle.policy());
+        let revisions: Vec<u64> = engine
+            .entries_since(0)
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revisions, (1..=9).collect::<Vec<_>>());
+        for user in &users {
+            let permissions = |e: &Engine| {
+                let snapshot = e.snapshot();
+                let principal = snapshot.user_principal("org_1", user);
+                principal
+                    .permissions()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(permissions(&engine), permissions(&oracle), "{user}");
+            assert_eq!(permissions(&engine), ["docs:read"], "{user}");
+        }
+    }
+
     #[test]
     fn readers_and_writers_do_not_wait_for_a_checkpoint() {
         let tmp = tempfile::TempDir::new().unwrap();
@@ -2184,6 +2272,15 @@ mod tests {
         engine.checkpoint().unwrap();
         engine.apply(member("u2"), ChangeMeta::by("a")).unwrap();
         let before = std::fs::read(tmp.path().join("checkpoint")).unwrap();
+        let names = || {
+            let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let files_before = names();
         FAIL_ENCODE.with(|f| f.set(true));
         let err = engine.checkpoint().unwrap_err();
         FAIL_ENCODE.with(|f| f.set(false));
@@ -2195,6 +2292,8 @@ mod tests {
             std::fs::read(tmp.path().join("checkpoint")).unwrap(),
             before
         );
+        // No new segment either: the journal goes on where it was.
+        assert_eq!(names(), files_before);
         let stats = engine.stats();
         assert_eq!(
             (stats.checkpoint_failures, stats.checkpoints_written),

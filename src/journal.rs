@@ -1610,6 +1610,8 @@ fn write_new_file(path: &Path, bytes: &[u8], options: JournalOptions) -> Result<
     file.write_all(bytes)
         .map_err(|e| io_error(IoAction::Write, path, e))?;
     if options.sync {
+        #[cfg(test)]
+        sync_gate::pass(path);
         file.sync_all()
             .map_err(|e| io_error(IoAction::Sync, path, e))?;
     }
@@ -1619,6 +1621,8 @@ fn write_new_file(path: &Path, bytes: &[u8], options: JournalOptions) -> Result<
 /// Makes the directory's entries (created and renamed files) durable.
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    #[cfg(test)]
+    sync_gate::pass(dir);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(IoAction::Sync, dir, e))
@@ -1629,6 +1633,45 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> Result<(), JournalError> {
     Ok(())
+}
+
+/// A seam for the tests: holds the next file or directory sync in a
+/// directory (not an append's own sync) until the test lets it go.
+#[cfg(test)]
+pub(crate) mod sync_gate {
+    use std::path::{Path, PathBuf};
+    use std::sync::{mpsc, Mutex, PoisonError};
+
+    type Gate = (PathBuf, mpsc::Sender<()>, mpsc::Receiver<()>);
+
+    static GATES: Mutex<Vec<Gate>> = Mutex::new(Vec::new());
+
+    /// Holds the next sync of `dir` or of a file in it: the first receiver
+    /// hears when one reached the gate; it goes on when the sender sends
+    /// (or is dropped).
+    pub(crate) fn hold(dir: &Path) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (reached_tx, reached_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        GATES.lock().unwrap_or_else(PoisonError::into_inner).push((
+            dir.to_path_buf(),
+            reached_tx,
+            release_rx,
+        ));
+        (reached_rx, release_tx)
+    }
+
+    /// Waits at the gate held for `path`'s directory, if any (once).
+    pub(super) fn pass(path: &Path) {
+        let gate = {
+            let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = gates.iter().position(|(dir, _, _)| path.starts_with(dir));
+            at.map(|at| gates.swap_remove(at))
+        };
+        if let Some((_, reached, release)) = gate {
+            let _ = reached.send(());
+            let _ = release.recv();
+        }
+    }
 }
 
 fn io_error(action: IoAction, path: &Path, source: io::Error) -> JournalError {
@@ -2433,6 +2476,11 @@ mod tests {
             let err = journal.checkpoint(5, b"state at 5").unwrap_err();
             assert!(matches!(err, JournalError::Io { .. }), "{fault:?}: {err}");
             let after = files(tmp.path());
+            assert_eq!(
+                after.keys().collect::<Vec<_>>(),
+                before.keys().collect::<Vec<_>>(),
+                "{fault:?}"
+            );
             if fault == Some(CheckpointStep::DirSync) {
                 // Renamed into place, maybe not durable: the new checkpoint
                 // or the old one, both consistent with the same segments.
