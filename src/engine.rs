@@ -113,6 +113,13 @@ pub struct Stats {
     /// Times this engine replaced its state with a fleet checkpoint because
     /// the shared log no longer held the entries it needed.
     pub fleet_checkpoint_loads: u64,
+    /// Checkpoints this engine's tail could not publish to the fleet (they
+    /// are retried with a growing wait; the shared log is trimmed only
+    /// below a published one, so nothing is lost meanwhile).
+    pub fleet_checkpoint_failures: u64,
+    /// Why the last fleet checkpoint could not be published, while it is
+    /// the latest attempt (cleared by the next success).
+    pub last_fleet_checkpoint_error: Option<String>,
     /// Why the shared log is not being followed right now (Redis
     /// unreachable, a refused entry), cleared when it is again.
     pub fleet_error: Option<String>,

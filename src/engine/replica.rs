@@ -242,6 +242,20 @@ impl Engine {
         result
     }
 
+    /// Records the outcome of an attempt to publish a fleet checkpoint.
+    pub(crate) fn record_fleet_checkpoint(&self, result: Result<(), String>) {
+        let mut stats = lock(&self.shared.stats);
+        match result {
+            Ok(()) => stats.last_fleet_checkpoint_error = None,
+            Err(e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = %e, "rolegraph fleet checkpoint not published");
+                stats.fleet_checkpoint_failures += 1;
+                stats.last_fleet_checkpoint_error = Some(e);
+            }
+        }
+    }
+
     fn record_fault(&self, fault: Option<&Fault>) {
         match fault {
             Some(Fault::Stopped { .. }) => {}
