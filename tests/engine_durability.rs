@@ -1489,7 +1489,9 @@ fn a_crash_between_rotating_and_writing_the_checkpoint_recovers() {
     settle(&engine);
     drop(engine);
     assert_eq!(checkpoint_revision(tmp.path()), 10);
-    // The checkpoint of 10 never made it (its segment did), and a crash
+    // The checkpoint of 10 is lost while its segment survives (a layout
+    // the journal no longer makes: a segment starts only after its
+    // checkpoint is durable; recovery still reads through it), and a crash
     // left a half-made next segment behind.
     fs::write(tmp.path().join(CHECKPOINT), &old_checkpoint).unwrap();
     fs::write(tmp.path().join("journal.log.tmp"), b"RGRAPH").unwrap();
