@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::change::{Change, ChangeError, ChangeMeta, Outcome};
 use crate::check::{Principal, Requirement};
 use crate::compile::compile_with;
-use crate::journal::{read_history, CheckpointTicket, Journal, JournalError, LogEnd};
+use crate::journal::{read_history, CheckpointTicket, Journal, JournalError, LogEnd, Rotation};
 use crate::model::Policy;
 use crate::snapshot::{Data, Snapshot};
 use model::{Effects, Model};
@@ -113,6 +113,13 @@ pub struct Stats {
     /// Times this engine replaced its state with a fleet checkpoint because
     /// the shared log no longer held the entries it needed.
     pub fleet_checkpoint_loads: u64,
+    /// Checkpoints this engine's tail could not publish to the fleet (they
+    /// are retried with a growing wait; the shared log is trimmed only
+    /// below a published one, so nothing is lost meanwhile).
+    pub fleet_checkpoint_failures: u64,
+    /// Why the last fleet checkpoint could not be published, while it is
+    /// the latest attempt (cleared by the next success).
+    pub last_fleet_checkpoint_error: Option<String>,
     /// Why the shared log is not being followed right now (Redis
     /// unreachable, a refused entry), cleared when it is again.
     pub fleet_error: Option<String>,
@@ -229,9 +236,10 @@ pub struct EngineOptions {
     /// holds state (default [`Existing::KeepJournal`]).
     pub on_existing: Existing,
     /// How many journal segments older than the last checkpoint's to keep
-    /// (default `None`: all, the whole audit history). Each checkpoint
-    /// starts a new segment; with `Some(n)`, each written checkpoint deletes
-    /// the segments beyond the `n` before its own, and history older than
+    /// (default `None`: all, the whole audit history). Each written
+    /// checkpoint seals the segment it was taken in (its own, always kept)
+    /// and starts a new one; with `Some(n)`, it deletes the segments beyond
+    /// the `n` before its own, and history older than
     /// the oldest kept segment is gone from
     /// [`entries_since`](Engine::entries_since) and the other history reads.
     pub retain_segments: Option<usize>,
@@ -459,7 +467,9 @@ struct Shared {
     /// readers (`policy`, `delivered`, `entity_clock`, `entries_since`, …)
     /// that must never wait on the writer.
     state: ArcSwap<State>,
-    writer: Mutex<Writer>,
+    /// Shared with the checkpoint thread, which takes it for a moment to
+    /// start the next log segment (without keeping the engine alive).
+    writer: Arc<Mutex<Writer>>,
     stats: Mutex<Stats>,
     feed: Mutex<Vec<Subscriber>>,
     checkpoints: Arc<Checkpoints>,
@@ -675,8 +685,21 @@ const MAX_BACKOFF_SHIFT: u32 = 6;
 
 impl Checkpoints {
     /// Encodes `model` and writes it with `ticket`, unless a newer
-    /// checkpoint is already written; records the result.
-    fn write(&self, ticket: CheckpointTicket, model: &Model) -> Result<(), JournalError> {
+    /// checkpoint is already written; then starts the next log segment;
+    /// records the result.
+    ///
+    /// The encoding and every write and sync happen outside the writer's
+    /// lock, which is taken only for the rename that starts the segment
+    /// ([`Journal::start_segment`]); the directory sync that makes it
+    /// durable runs after that lock is released (an append that comes
+    /// first syncs the directory itself). A checkpoint that fails leaves
+    /// the journal's directory as it was.
+    fn write(
+        &self,
+        ticket: CheckpointTicket,
+        model: &Model,
+        writer: &Mutex<Writer>,
+    ) -> Result<(), JournalError> {
         let _io = lock(&self.io);
         #[cfg(test)]
         if let Some(gate) = lock(&self.gate).take() {
@@ -684,10 +707,28 @@ impl Checkpoints {
         }
         let revision = ticket.revision();
         let result = if lock(&self.status).last_written > Some(revision) {
-            Ok(())
+            Ok(None)
         } else {
             checkpoint_bytes(model, revision).and_then(|bytes| ticket.write(&bytes))
         };
+        let result = result.map(|next| {
+            let Some(next) = next else { return };
+            let rotation = match lock(writer).journal.as_mut() {
+                Some(journal) => journal.start_segment(next),
+                None => Rotation::Skipped(next),
+            };
+            match rotation {
+                // A failed sync is redone by the next append, which
+                // fails (and says so) if it cannot.
+                Rotation::Started(dir_sync) => drop(dir_sync.sync()),
+                Rotation::Skipped(next) => next.discard(),
+                Rotation::Failed(next, _e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_e, revision, "rolegraph journal: cannot start a new segment");
+                    next.discard();
+                }
+            }
+        });
         let mut status = lock(&self.status);
         match &result {
             Ok(()) => {
@@ -982,7 +1023,7 @@ impl Engine {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(data),
                 state: ArcSwap::from_pointee(state),
-                writer: Mutex::new(Writer {
+                writer: Arc::new(Mutex::new(Writer {
                     model,
                     journal,
                     guard: AssignmentGuard::default(),
@@ -990,7 +1031,7 @@ impl Engine {
                     since_checkpoint: 0,
                     #[cfg(feature = "redis")]
                     log: None,
-                }),
+                })),
                 stats: Mutex::new(Stats {
                     revision,
                     ..Stats::default()
@@ -1384,10 +1425,11 @@ impl Engine {
             }
         };
         let worker = Arc::clone(checkpoints);
+        let writer_lock = Arc::clone(&self.shared.writer);
         let spawned = std::thread::Builder::new()
             .name("rolegraph-checkpoint".into())
             .spawn(move || {
-                let _ = worker.write(ticket, &model);
+                let _ = worker.write(ticket, &model, &writer_lock);
                 lock(&worker.status).in_progress = false;
             });
         match spawned {
@@ -1846,7 +1888,9 @@ impl Engine {
             writer.since_checkpoint = 0;
             (ticket, writer.model.clone())
         };
-        self.shared.checkpoints.write(ticket, &model)
+        self.shared
+            .checkpoints
+            .write(ticket, &model, &self.shared.writer)
     }
 }
 
@@ -1991,6 +2035,94 @@ mod tests {
         std::thread::spawn(move || tx.send(f()));
         rx.recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("{what} waited on the checkpoint"))
+    }
+
+    /// Applies `member(user)` on another thread, failing the test when it
+    /// waits on the checkpoint.
+    fn apply_member(engine: &Engine, user: &str) -> u64 {
+        let e = engine.clone();
+        let user = user.to_owned();
+        finishes("apply", move || e.apply(member(&user), ChangeMeta::by("a")))
+            .unwrap()
+            .revision
+    }
+
+    #[test]
+    fn writers_do_not_wait_while_a_checkpoint_syncs() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let durable = EngineOptions {
+            checkpoint_every: 3,
+            sync: true,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open_with(tmp.path(), &policy(), durable).unwrap();
+        let users: Vec<String> = (1..=9).map(|k| format!("u{k}")).collect();
+        // The next sync of a file in the directory (or of the directory)
+        // waits until released; an append's own fsync is not held.
+        let (reached, release) = crate::journal::sync_gate::hold(tmp.path());
+        for (k, user) in users.iter().enumerate().take(3) {
+            assert_eq!(apply_member(&engine, user), k as u64 + 1);
+        }
+        // The checkpoint of revision 3 is held in its first sync.
+        reached
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the checkpoint reached a sync");
+        assert!(engine.stats().checkpoint_in_progress);
+        for (k, user) in users.iter().enumerate().take(6).skip(3) {
+            assert_eq!(apply_member(&engine, user), k as u64 + 1);
+        }
+        assert!(engine.stats().checkpoint_in_progress);
+        assert_eq!(engine.stats().checkpoints_written, 0);
+        release.send(()).unwrap();
+        while engine.stats().checkpoint_in_progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stats = engine.stats();
+        assert_eq!(
+            (stats.checkpoints_written, stats.last_checkpoint_revision),
+            (1, Some(3))
+        );
+        assert_eq!(stats.last_checkpoint_error, None);
+        for user in users.iter().skip(6) {
+            apply_member(&engine, user);
+        }
+        while engine.stats().checkpoint_in_progress {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(engine);
+        // Nothing acknowledged is lost or doubled; the state is the one an
+        // in-memory engine reaches with the same changes.
+        let oracle = Engine::new(&policy()).unwrap();
+        for user in &users {
+            oracle.apply(member(user), ChangeMeta::by("a")).unwrap();
+        }
+        let (engine, recovery) = Engine::recover(tmp.path(), &policy(), durable).unwrap();
+        assert!(recovery.is_clean());
+        assert_eq!(recovery.revision, 9);
+        // The checkpoint due at 6, while that of 3 ran, was taken at 7.
+        assert_eq!(recovery.checkpoint_revision, Some(7));
+        assert_eq!(recovery.records_replayed, 2);
+        assert_eq!(engine.policy(), oracle.policy());
+        let revisions: Vec<u64> = engine
+            .entries_since(0)
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revisions, (1..=9).collect::<Vec<_>>());
+        for user in &users {
+            let permissions = |e: &Engine| {
+                let snapshot = e.snapshot();
+                let principal = snapshot.user_principal("org_1", user);
+                principal
+                    .permissions()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(permissions(&engine), permissions(&oracle), "{user}");
+            assert_eq!(permissions(&engine), ["docs:read"], "{user}");
+        }
     }
 
     #[test]
@@ -2147,6 +2279,15 @@ mod tests {
         engine.checkpoint().unwrap();
         engine.apply(member("u2"), ChangeMeta::by("a")).unwrap();
         let before = std::fs::read(tmp.path().join("checkpoint")).unwrap();
+        let names = || {
+            let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let files_before = names();
         FAIL_ENCODE.with(|f| f.set(true));
         let err = engine.checkpoint().unwrap_err();
         FAIL_ENCODE.with(|f| f.set(false));
@@ -2158,6 +2299,8 @@ mod tests {
             std::fs::read(tmp.path().join("checkpoint")).unwrap(),
             before
         );
+        // No new segment either: the journal goes on where it was.
+        assert_eq!(names(), files_before);
         let stats = engine.stats();
         assert_eq!(
             (stats.checkpoint_failures, stats.checkpoints_written),

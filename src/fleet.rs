@@ -9,8 +9,8 @@
 //!   at `r` (compare-and-append, one Lua script: the explicit id also makes
 //!   Redis itself refuse an id that is not above the top). Of two
 //!   concurrent writers one wins; the other applies the winner's batch,
-//!   validates its own again and retries (at most 8 times), or reports the
-//!   conflict. Only then is the batch journaled locally and published, so
+//!   validates its own again and retries after a short jittered wait (at
+//!   most 8 times), or reports the conflict. Only then is the batch journaled locally and published, so
 //!   [`Outcome::revision`](crate::Outcome::revision) is the fleet's
 //!   revision.
 //! - **A tail thread** per engine blocks on `XREAD` from its revision and
@@ -27,6 +27,9 @@
 //!   [`FleetOptions::checkpoint_every`] revisions by whichever instance
 //!   gets there; the stream is trimmed only below the oldest checkpoint
 //!   kept, so a new or long-stopped instance boots from checkpoint + tail.
+//!   A checkpoint Redis refuses is counted in
+//!   [`Stats::fleet_checkpoint_failures`](crate::Stats::fleet_checkpoint_failures)
+//!   and retried after a wait that doubles with each failure.
 //! - **Redis unreachable**: reads keep serving the last snapshot; writes
 //!   fail with [`ChangeError::Journal`](crate::ChangeError::Journal) (the
 //!   webhook handler answers it with a 5xx, so Scalekit retries); the tail reconnects
@@ -234,6 +237,8 @@ impl Engine {
             log: RedisLog::new(client, &options),
             checkpoint_every: options.checkpoint_every.max(1),
             poll: options.poll,
+            checkpoint_failures: 0,
+            retry_checkpoint_at: None,
         };
         std::thread::Builder::new()
             .name("rolegraph-fleet-tail".into())
@@ -577,6 +582,10 @@ struct Tail {
     log: RedisLog,
     checkpoint_every: u64,
     poll: Duration,
+    /// Failed checkpoint publications in a row: the retry waits
+    /// 2^failures × the poll interval, capped at 64×.
+    checkpoint_failures: u32,
+    retry_checkpoint_at: Option<std::time::Instant>,
 }
 
 impl Tail {
@@ -627,6 +636,12 @@ impl Tail {
     /// Publishes a checkpoint of the published state when the fleet's
     /// newest is `checkpoint_every` revisions old.
     fn checkpoint(&mut self, engine: &Engine, last: &mut Option<u64>) {
+        if self
+            .retry_checkpoint_at
+            .is_some_and(|at| std::time::Instant::now() < at)
+        {
+            return;
+        }
         let revision = engine.revision();
         let every = self.checkpoint_every;
         if last.is_some_and(|l| revision / every <= l / every) {
@@ -639,11 +654,37 @@ impl Tail {
         if newest.is_some_and(|n| revision / every <= n / every) {
             return;
         }
-        let Ok((at, bytes)) = engine.published_checkpoint() else {
-            return;
-        };
-        if self.log.publish_checkpoint(at, &bytes).is_ok() {
-            *last = Some(at);
+        let published = engine
+            .published_checkpoint()
+            .map_err(|e| e.to_string())
+            .and_then(|(at, bytes)| {
+                self.log
+                    .publish_checkpoint(at, &bytes)
+                    .map(|_| at)
+                    .map_err(|e| match e {
+                        LogError::Unavailable(reason) => {
+                            format!("cannot publish the checkpoint of revision `{at}`: {reason}")
+                        }
+                        other => {
+                            format!("cannot publish the checkpoint of revision `{at}`: {other:?}")
+                        }
+                    })
+            });
+        match published {
+            Ok(at) => {
+                *last = Some(at);
+                self.checkpoint_failures = 0;
+                self.retry_checkpoint_at = None;
+                engine.record_fleet_checkpoint(Ok(()));
+            }
+            Err(e) => {
+                // Encoding the state again at every poll would cost as
+                // much as the checkpoint: wait longer after each failure.
+                self.checkpoint_failures = self.checkpoint_failures.saturating_add(1);
+                let wait = self.poll * (1 << self.checkpoint_failures.min(6));
+                self.retry_checkpoint_at = Some(std::time::Instant::now() + wait);
+                engine.record_fleet_checkpoint(Err(e));
+            }
         }
     }
 }

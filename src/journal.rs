@@ -19,9 +19,9 @@
 //! - log segments: `journal.log`, then `journal-<base>.log` (`base` in 20
 //!   digits), each holding the records after revision `base`, in revision
 //!   order. The newest is the live segment, the only one appended to. Each
-//!   checkpoint ([`Journal::ticket`]) first seals the live segment and starts
-//!   a new one at the checkpoint's revision, so the live segment holds only
-//!   the changes since the last checkpoint. The sealed segments are the
+//!   written checkpoint seals the live segment and starts a new one at the
+//!   last revision ([`Journal::start_segment`]), so the live segment holds
+//!   only the changes since the last checkpoint. The sealed segments are the
 //!   audit history: kept unless [`JournalOptions::retain_segments`] says
 //!   otherwise, and read by [`read_history`], which skips the segments
 //!   older than the revision asked for.
@@ -40,18 +40,29 @@
 //! at any point reads the checkpoint in place and every segment from its
 //! own on, so nothing acknowledged is lost and nothing is read twice:
 //!
-//! 1. `journal.log.tmp` is written with a log header and synced (a crash:
-//!    a stale tmp file, ignored).
-//! 2. It is renamed to `journal-<r>.log` and the directory synced; appends
-//!    go there from now on (a crash: the old checkpoint still names an
-//!    older segment, and recovery reads from it through the new one). If
-//!    this fails, the new file is removed and appends stay in the old
-//!    segment.
-//! 3. The checkpoint is written to `checkpoint.tmp`, synced, renamed over
-//!    `checkpoint`, the directory synced (a crash: the old or the new
-//!    checkpoint; either is consistent with the segments).
-//! 4. With [`JournalOptions::retain_segments`], older segments are deleted
-//!    (a crash: some are left, deleted at the next checkpoint).
+//! 1. [`Journal::ticket`], under the writer's lock, notes where the log
+//!    ends (segment `s`, length `n`) and touches no file.
+//! 2. The checkpoint is written to `checkpoint.tmp`, synced, renamed over
+//!    `checkpoint`, the directory synced; it points at byte `n` of `s` (a
+//!    crash: the old or the new checkpoint; either is consistent with the
+//!    segments). If a step fails, `checkpoint.tmp` is removed: the
+//!    directory is as it was, and the journal goes on in `s`.
+//! 3. With [`JournalOptions::retain_segments`], segments older than `s`
+//!    are deleted (a crash: some are left, deleted at the next checkpoint).
+//! 4. `journal.next.tmp` is written with a log header and synced (a crash:
+//!    a stale tmp file, ignored). Steps 2 to 4 run without the writer's
+//!    lock: appends go on into `s` meanwhile.
+//! 5. Under the writer's lock, it is renamed to `journal-<last>.log`, for
+//!    the records after the last one appended (`last` ≥ `r`), and appends
+//!    go there. The directory sync that makes the name durable runs after
+//!    the lock is released; an append that comes first syncs the directory
+//!    itself before it returns, so no acknowledged record sits in a file
+//!    whose name a crash could lose (a crash: the new segment or not;
+//!    recovery reads from `s` on either way). If the rename fails, appends
+//!    stay in `s`, and the next checkpoint tries again.
+//!
+//! Recovery after a written checkpoint therefore reads the end of `s` (the
+//! records appended while the checkpoint was written) and the live segment.
 //!
 //! A segment is sealed only after every append to it was synced, so only
 //! the live segment can have a torn tail; a sealed one ending in a partial
@@ -162,8 +173,8 @@
 //! - The sealed segments grow for ever by default: they are the audit log.
 //!   A full recovery reads them all into memory; with
 //!   [`JournalOptions::read_all`] off (what the engine uses) recovery reads
-//!   only the checkpoint's segment from the checkpoint on (normally an
-//!   empty segment plus what followed), and [`read_history`] streams older
+//!   only the checkpoint's segment from the checkpoint on (normally nothing
+//!   there, plus the live segment), and [`read_history`] streams older
 //!   records one at a time when the audit history asks for them.
 //!   [`JournalOptions::retain_segments`] bounds the disk use by deleting
 //!   old history.
@@ -206,6 +217,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The largest payload one record holds, in bytes (the length field is a
@@ -216,6 +228,9 @@ const LOG_FILE: &str = "journal.log";
 /// Locked while a journal has the directory open.
 const LOCK_FILE: &str = "lock";
 const LOG_TMP: &str = "journal.log.tmp";
+/// The next segment, made ready by a checkpoint before it is renamed into
+/// place by [`Journal::start_segment`].
+const SPARE_TMP: &str = "journal.next.tmp";
 const CHECKPOINT_FILE: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 
@@ -249,9 +264,11 @@ pub struct JournalOptions {
     /// after it, not against every record boundary.
     pub read_all: bool,
     /// How many sealed segments older than the checkpoint's to keep
-    /// (default `None`: all of them, the whole audit history). With
-    /// `Some(n)`, each written checkpoint deletes the older ones; history
-    /// before the oldest kept segment is then gone.
+    /// (default `None`: all of them, the whole audit history). The
+    /// checkpoint's own segment is the one it was taken in, sealed right
+    /// after it, and always kept. With `Some(n)`, each written checkpoint
+    /// deletes the older ones; history before the oldest kept segment is
+    /// then gone.
     pub retain_segments: Option<usize>,
 }
 
@@ -370,8 +387,20 @@ pub struct Journal {
     /// Held for the journal's lifetime: one writer per directory. The
     /// operating system releases it when the process dies, however it dies.
     lock: Arc<File>,
+    /// Whether the directory entry of the live segment is durable yet.
+    dir_sync: Arc<DirSyncState>,
     #[cfg(test)]
     fault: Option<Fault>,
+}
+
+/// Directory syncs owed after [`Journal::start_segment`] renamed a segment
+/// into place: `needed` counts renames, `synced` the latest one a completed
+/// directory sync covers. An append into a segment whose entry is not yet
+/// durable syncs the directory itself before it returns.
+#[derive(Debug, Default)]
+struct DirSyncState {
+    needed: AtomicU64,
+    synced: AtomicU64,
 }
 
 impl fmt::Debug for Journal {
@@ -510,6 +539,7 @@ impl Journal {
             options,
             poisoned: false,
             lock: Arc::new(lock),
+            dir_sync: Arc::default(),
             #[cfg(test)]
             fault: None,
         };
@@ -567,6 +597,18 @@ impl Journal {
                 self.poisoned = true;
                 return Err(io_error(IoAction::Sync, &self.log_path, e));
             }
+            // The live segment was renamed into place and nobody has synced
+            // the directory since: the record is durable only once its
+            // file's name is.
+            let needed = self.dir_sync.needed.load(Ordering::Acquire);
+            if self.dir_sync.synced.load(Ordering::Acquire) < needed {
+                if let Err(e) = sync_dir(&self.dir) {
+                    self.roll_back();
+                    self.poisoned = true;
+                    return Err(e);
+                }
+                self.dir_sync.synced.fetch_max(needed, Ordering::AcqRel);
+            }
         }
         self.len += to_u64(record.len());
         self.last_record = Some(revision);
@@ -577,7 +619,9 @@ impl Journal {
     /// crash at any point leaves either the old or the new checkpoint.
     ///
     /// The state is written to `checkpoint.tmp`, synced, renamed over
-    /// `checkpoint`, and the directory synced. A new log segment is started first, as [`ticket`](Self::ticket) does. A
+    /// `checkpoint`, and the directory synced; then a new log segment is
+    /// started, as [`ticket`](Self::ticket), [`CheckpointTicket::write`] and
+    /// [`start_segment`](Self::start_segment) do one after the other. A
     /// checkpoint newer than the last record raises the floor for
     /// [`append`](Self::append): the next record must exceed it, or replay
     /// would skip it.
@@ -586,9 +630,8 @@ impl Journal {
     ///
     /// - [`JournalError::CheckpointOrder`] when `revision` is older than the
     ///   current checkpoint; nothing is written.
-    /// - [`JournalError::Io`] when a write, sync or rename fails. If only the
-    ///   final directory sync fails, the new checkpoint is in place but may
-    ///   not survive a power loss; the old one is then still valid.
+    /// - [`JournalError::Io`] when a write, sync or rename fails: see
+    ///   [`CheckpointTicket::write`]. The directory is then as it was.
     /// - [`JournalError::Poisoned`] after an earlier append failure.
     pub fn checkpoint(&mut self, revision: u64, state: &[u8]) -> Result<(), JournalError> {
         self.check_usable()?;
@@ -600,8 +643,15 @@ impl Journal {
                 });
             }
         }
-        self.ticket(revision)?.write(state)?;
+        let next = self.ticket(revision)?.write(state)?;
         self.checkpoint = Some(revision);
+        if let Some(next) = next {
+            match self.start_segment(next) {
+                // A failed directory sync is redone by the next append.
+                Rotation::Started(dir_sync) => drop(dir_sync.sync()),
+                Rotation::Skipped(next) | Rotation::Failed(next, _) => next.discard(),
+            }
+        }
         Ok(())
     }
 
@@ -611,30 +661,19 @@ impl Journal {
     /// directory, and a share of the directory lock, so that no other
     /// journal opens the directory until the checkpoint is written.
     ///
-    /// When the live segment holds records and `revision` is the last one,
-    /// this first starts a new segment for the records after `revision`
-    /// (created whole and synced, like the first log), so the checkpoint
-    /// points at the start of an empty segment and recovery after it reads
-    /// only that segment. If the checkpoint is then never written (a crash,
-    /// a failed write), recovery starts from the previous checkpoint and
-    /// reads on through the newer segments: nothing is lost.
+    /// It touches no file: the checkpoint points into the live segment, and
+    /// only once it is written does [`start_segment`](Self::start_segment)
+    /// seal that segment. A checkpoint that fails, or is never written,
+    /// leaves the directory as it was.
     ///
     /// The caller orders tickets: writing an older ticket after a newer one
     /// puts an older (still consistent) checkpoint back in place.
     ///
     /// # Errors
     ///
-    /// [`JournalError::Poisoned`] after an earlier append failure;
-    /// [`JournalError::Io`] when the new segment cannot be created (the
-    /// journal goes on in the current one).
+    /// [`JournalError::Poisoned`] after an earlier append failure.
     pub fn ticket(&mut self, revision: u64) -> Result<CheckpointTicket, JournalError> {
         self.check_usable()?;
-        if self.last_record == Some(revision)
-            && self.segment < revision
-            && self.len > to_u64(LOG_HEADER_LEN)
-        {
-            self.rotate(revision)?;
-        }
         Ok(CheckpointTicket {
             dir: self.dir.clone(),
             revision,
@@ -642,45 +681,74 @@ impl Journal {
             log_len: self.len,
             options: self.options,
             _lock: Arc::clone(&self.lock),
+            #[cfg(test)]
+            fault: match self.fault {
+                Some(Fault::Checkpoint(step)) => {
+                    self.fault = None;
+                    Some(step)
+                }
+                _ => None,
+            },
         })
     }
 
-    /// Starts the segment for the records after `base`, sealing the current
-    /// one (every record in it is already synced).
-    fn rotate(&mut self, base: u64) -> Result<(), JournalError> {
-        let path = segment_path(&self.dir, base);
-        let created = create_log(&self.dir, &path, self.options);
-        #[cfg(test)]
-        let created = if self.fault == Some(Fault::RotateFails) {
-            // As if the directory sync failed after the rename.
-            self.fault = None;
-            created.and(Err(io_error(
-                IoAction::Sync,
-                &self.dir,
-                io::Error::other("injected rotation failure"),
-            )))
-        } else {
-            created
+    /// Seals the live segment and goes on in `next` (made ready, synced, by
+    /// the [`CheckpointTicket::write`] of a checkpoint into the live
+    /// segment), for the records after the last one. Cheap enough for the
+    /// writer's lock: one rename and no sync. The new name is durable once
+    /// the returned [`DirSync`] ran, or the next append (which syncs the
+    /// directory itself when nobody did yet) returned.
+    ///
+    /// Skipped, handing `next` back, when the segment has no record or has
+    /// been sealed since the ticket, or the journal is poisoned. A failed
+    /// rename hands it back too; appends go on in the current segment.
+    pub fn start_segment(&mut self, next: NextSegment) -> Rotation {
+        let base = match self.last_record {
+            Some(last)
+                if !self.poisoned
+                    && next.segment == self.segment
+                    && last > self.segment
+                    && self.len > to_u64(LOG_HEADER_LEN) =>
+            {
+                last
+            }
+            _ => return Rotation::Skipped(next),
         };
-        match created {
-            Ok(file) => {
-                self.file = file;
-                self.log_path = path;
-                self.segment = base;
-                self.len = to_u64(LOG_HEADER_LEN);
-                Ok(())
-            }
-            Err(e) => {
-                // Appends go on in the current segment, so a newer one must
-                // not survive to be taken for the live segment.
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(r) if r.kind() == io::ErrorKind::NotFound => {}
-                    Err(_) => self.poisoned = true,
-                }
-                Err(e)
-            }
+        let path = segment_path(&self.dir, base);
+        let renamed =
+            fs::rename(&next.path, &path).map_err(|e| io_error(IoAction::Rename, &next.path, e));
+        #[cfg(test)]
+        let renamed = if self.fault == Some(Fault::RotateFails) {
+            self.fault = None;
+            renamed.and_then(|()| {
+                // As if the rename had failed: put the spare back.
+                fs::rename(&path, &next.path).map_err(|e| io_error(IoAction::Rename, &path, e))?;
+                Err(io_error(
+                    IoAction::Rename,
+                    &next.path,
+                    io::Error::other("injected rotation failure"),
+                ))
+            })
+        } else {
+            renamed
+        };
+        if let Err(e) = renamed {
+            return Rotation::Failed(next, e);
         }
+        self.file = next.file;
+        self.log_path = path;
+        self.segment = base;
+        self.len = to_u64(LOG_HEADER_LEN);
+        let generation = if self.options.sync {
+            self.dir_sync.needed.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            0
+        };
+        Rotation::Started(DirSync {
+            dir: self.dir.clone(),
+            state: Arc::clone(&self.dir_sync),
+            generation,
+        })
     }
 
     /// Where the log ends now: the live segment and its length, for
@@ -907,6 +975,8 @@ pub struct CheckpointTicket {
     log_len: u64,
     options: JournalOptions,
     _lock: Arc<File>,
+    #[cfg(test)]
+    fault: Option<CheckpointStep>,
 }
 
 impl CheckpointTicket {
@@ -921,18 +991,35 @@ impl CheckpointTicket {
     /// synced. A crash at any point leaves either the old or the new
     /// checkpoint. Only one ticket may be written at a time.
     ///
+    /// Then, when the checkpoint's segment holds records, it makes the next
+    /// segment ready (a header in `journal.next.tmp`, synced) and returns
+    /// it, for [`Journal::start_segment`]; `None` when there is no need, or
+    /// that file could not be made (the live segment then grows on until
+    /// the next checkpoint).
+    ///
     /// # Errors
     ///
-    /// [`JournalError::Io`] when a write, sync or rename fails. If only the
-    /// final directory sync fails, the new checkpoint is in place but may
-    /// not survive a power loss; the old one is then still valid.
-    pub fn write(self, state: &[u8]) -> Result<(), JournalError> {
+    /// [`JournalError::Io`] when a write, sync or rename fails; the
+    /// temporary file is removed and the directory is as it was. If only
+    /// the final directory sync fails, the new checkpoint is in place but
+    /// may not survive a power loss; either is consistent with the log.
+    pub fn write(self, state: &[u8]) -> Result<Option<NextSegment>, JournalError> {
         let bytes = encode_checkpoint(self.revision, self.segment, self.log_len, state);
         let tmp = self.dir.join(CHECKPOINT_TMP);
-        write_new_file(&tmp, &bytes, self.options)?;
         let path = self.dir.join(CHECKPOINT_FILE);
-        fs::rename(&tmp, &path).map_err(|e| io_error(IoAction::Rename, &tmp, e))?;
+        let placed = write_new_file(&tmp, &bytes, self.options)
+            .and_then(|()| self.injected(CheckpointStep::Rename, &tmp))
+            .and_then(|()| {
+                fs::rename(&tmp, &path).map_err(|e| io_error(IoAction::Rename, &tmp, e))
+            });
+        if let Err(e) = placed {
+            // Not `checkpoint.tmp` itself when that is what failed to be
+            // made (a directory in its place, say): then this fails too.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         if self.options.sync {
+            self.injected(CheckpointStep::DirSync, &self.dir)?;
             sync_dir(&self.dir)?;
         }
         if let Some(keep) = self.options.retain_segments {
@@ -950,6 +1037,107 @@ impl CheckpointTicket {
                 }
             }
         }
+        if self.log_len <= to_u64(LOG_HEADER_LEN) {
+            return Ok(None);
+        }
+        let spare = self.dir.join(SPARE_TMP);
+        let made = write_new_file(&spare, &log_header(), self.options).and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&spare)
+                .map_err(|e| io_error(IoAction::Open, &spare, e))
+        });
+        match made {
+            Ok(file) => Ok(Some(NextSegment {
+                path: spare,
+                file,
+                segment: self.segment,
+            })),
+            Err(_) => {
+                let _ = fs::remove_file(&spare);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The failure the tests inject at `step`, if it is this one.
+    #[cfg(test)]
+    fn injected(&self, step: CheckpointStep, path: &Path) -> Result<(), JournalError> {
+        if self.fault == Some(step) {
+            return Err(io_error(
+                IoAction::Sync,
+                path,
+                io::Error::other("injected checkpoint failure"),
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    #[expect(clippy::unused_self, reason = "the tests' seam")]
+    #[expect(clippy::unnecessary_wraps, reason = "the tests' seam")]
+    fn injected(&self, _step: CheckpointStep, _path: &Path) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+/// The next log segment, made ready by [`CheckpointTicket::write`]: a synced
+/// file holding only the log header, under a temporary name.
+#[derive(Debug)]
+pub struct NextSegment {
+    path: PathBuf,
+    file: File,
+    /// The segment the checkpoint points into: the one this one follows.
+    segment: u64,
+}
+
+impl NextSegment {
+    /// Removes the file, unused (a stale one would be harmless, and is
+    /// overwritten by the next checkpoint).
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// What [`Journal::start_segment`] did.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The new segment is live; its name is durable after
+    /// [`DirSync::sync`].
+    Started(DirSync),
+    /// Nothing to seal: the segment is handed back, to discard.
+    Skipped(NextSegment),
+    /// The rename failed: appends go on in the current segment.
+    Failed(NextSegment, JournalError),
+}
+
+/// The directory sync that makes a segment started by
+/// [`Journal::start_segment`] durable, to run after releasing whatever lock
+/// the writers wait on.
+#[derive(Debug)]
+pub struct DirSync {
+    dir: PathBuf,
+    state: Arc<DirSyncState>,
+    generation: u64,
+}
+
+impl DirSync {
+    /// Syncs the directory, unless an append has done it already.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] when the sync fails; the next append then
+    /// syncs (and fails, poisoning the journal, if it cannot).
+    pub fn sync(self) -> Result<(), JournalError> {
+        if self.state.synced.load(Ordering::Acquire) >= self.generation {
+            return Ok(());
+        }
+        sync_dir(&self.dir)?;
+        self.state
+            .synced
+            .fetch_max(self.generation, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -962,8 +1150,19 @@ enum Fault {
     ShortWrite,
     /// Write the record, then fail the sync.
     SyncFails,
-    /// Create the next segment, then fail as if syncing the directory did.
+    /// Fail renaming the next segment into place.
     RotateFails,
+    /// Fail the next checkpoint's write at this step.
+    Checkpoint(CheckpointStep),
+}
+
+/// A step of [`CheckpointTicket::write`] the tests make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckpointStep {
+    /// Renaming `checkpoint.tmp` over `checkpoint`.
+    Rename,
+    /// Syncing the directory after that rename.
+    DirSync,
 }
 
 /// The checkpoint file, decoded.
@@ -1411,6 +1610,8 @@ fn write_new_file(path: &Path, bytes: &[u8], options: JournalOptions) -> Result<
     file.write_all(bytes)
         .map_err(|e| io_error(IoAction::Write, path, e))?;
     if options.sync {
+        #[cfg(test)]
+        sync_gate::pass(path);
         file.sync_all()
             .map_err(|e| io_error(IoAction::Sync, path, e))?;
     }
@@ -1420,6 +1621,8 @@ fn write_new_file(path: &Path, bytes: &[u8], options: JournalOptions) -> Result<
 /// Makes the directory's entries (created and renamed files) durable.
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    #[cfg(test)]
+    sync_gate::pass(dir);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(IoAction::Sync, dir, e))
@@ -1430,6 +1633,45 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> Result<(), JournalError> {
     Ok(())
+}
+
+/// A seam for the tests: holds the next file or directory sync in a
+/// directory (not an append's own sync) until the test lets it go.
+#[cfg(test)]
+pub(crate) mod sync_gate {
+    use std::path::{Path, PathBuf};
+    use std::sync::{mpsc, Mutex, PoisonError};
+
+    type Gate = (PathBuf, mpsc::Sender<()>, mpsc::Receiver<()>);
+
+    static GATES: Mutex<Vec<Gate>> = Mutex::new(Vec::new());
+
+    /// Holds the next sync of `dir` or of a file in it: the first receiver
+    /// hears when one reached the gate; it goes on when the sender sends
+    /// (or is dropped).
+    pub(crate) fn hold(dir: &Path) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (reached_tx, reached_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        GATES.lock().unwrap_or_else(PoisonError::into_inner).push((
+            dir.to_path_buf(),
+            reached_tx,
+            release_rx,
+        ));
+        (reached_rx, release_tx)
+    }
+
+    /// Waits at the gate held for `path`'s directory, if any (once).
+    pub(super) fn pass(path: &Path) {
+        let gate = {
+            let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = gates.iter().position(|(dir, _, _)| path.starts_with(dir));
+            at.map(|at| gates.swap_remove(at))
+        };
+        if let Some((_, reached, release)) = gate {
+            let _ = reached.send(());
+            let _ = release.recv();
+        }
+    }
 }
 
 fn io_error(action: IoAction, path: &Path, source: io::Error) -> JournalError {
@@ -1485,16 +1727,9 @@ mod tests {
     /// still open.
     fn five_with_checkpoint() -> (TempDir, Journal) {
         let (tmp, mut journal) = fixture([10, 20, 30]);
-        CheckpointTicket {
-            dir: journal.dir.clone(),
-            revision: 30,
-            segment: journal.segment,
-            log_len: journal.len,
-            options: journal.options,
-            _lock: Arc::clone(&journal.lock),
-        }
-        .write(b"state at 30")
-        .unwrap();
+        // A checkpoint that does not start a segment.
+        let next = journal.ticket(30).unwrap().write(b"state at 30").unwrap();
+        next.unwrap().discard();
         journal.checkpoint = Some(30);
         journal.append(40, &payload(40)).unwrap();
         journal.append(50, &payload(50)).unwrap();
@@ -2030,6 +2265,7 @@ mod tests {
         let (tmp, mut journal) = fixture([]);
         let mut next = 1..;
         let mut all = Vec::new();
+        let mut checkpoint_segment = 0;
         for round in 0..5u64 {
             for _ in 0..3 + round {
                 let r = next.next().unwrap();
@@ -2037,6 +2273,9 @@ mod tests {
                 all.push(r);
             }
             let at = *all.last().unwrap();
+            // The checkpoint points at the end of the live segment, and then
+            // a new one starts.
+            checkpoint_segment = journal.end().segment;
             journal
                 .checkpoint(at, format!("state at {at}").as_bytes())
                 .unwrap();
@@ -2084,7 +2323,7 @@ mod tests {
         }
         // A page of recent history does not read the old segments.
         for (base, path) in list_segments(tmp.path()).unwrap() {
-            if base < checkpoint && base > 0 {
+            if base < checkpoint_segment && base > 0 {
                 fs::write(&path, b"not a log").unwrap();
             }
         }
@@ -2118,65 +2357,178 @@ mod tests {
             assert_eq!(full.records, expected(all));
         };
 
-        // 1. Crash while creating the new segment: a stale tmp file.
+        // 1. Crash while writing the checkpoint: stale tmp files, the old
+        // checkpoint, the records after it in the same segment.
         let (tmp, journal) = start();
         drop(journal);
+        fs::write(tmp.path().join(CHECKPOINT_TMP), b"RGRAPHCP").unwrap();
+        fs::write(tmp.path().join(SPARE_TMP), b"RGRAPHJL\x01\0").unwrap();
         fs::write(tmp.path().join(LOG_TMP), b"RGRAPHJL\x01\0").unwrap();
         reopen_sees(tmp.path(), 3, vec![4, 5], vec![1, 2, 3, 4, 5]);
 
-        // 2. The segment is created, the checkpoint never written; records
-        // go on into the new segment. Recovery starts from the old
-        // checkpoint and reads on through both segments.
+        // 2. The checkpoint is written (pointing at the end of the live
+        // segment), the next segment made ready but never renamed into
+        // place; records go on in the same segment.
         let (tmp, mut journal) = start();
-        let ticket = journal.ticket(5).unwrap();
+        let next = journal.ticket(5).unwrap().write(b"state at 5").unwrap();
+        assert!(next.is_some());
+        assert!(tmp.path().join(SPARE_TMP).exists());
+        drop(next);
+        journal.append(6, &payload(6)).unwrap();
+        drop(journal);
+        assert_eq!(list_segments(tmp.path()).unwrap().len(), 2);
+        reopen_sees(tmp.path(), 5, vec![6], vec![1, 2, 3, 4, 5, 6]);
+
+        // 3. The new segment is renamed into place and the process dies
+        // before any record lands in it (its name maybe never synced).
+        let (tmp, mut journal) = start();
+        let next = journal.ticket(5).unwrap().write(b"state at 5").unwrap();
+        let Rotation::Started(dir_sync) = journal.start_segment(next.unwrap()) else {
+            panic!("the segment holds records: it is sealed");
+        };
+        assert_eq!(journal.log_path(), segment_path(tmp.path(), 5));
         assert_eq!(journal.log_size(), HEADER);
-        drop(ticket);
-        journal.append(6, &payload(6)).unwrap();
+        drop(dir_sync);
         drop(journal);
-        reopen_sees(tmp.path(), 3, vec![4, 5, 6], vec![1, 2, 3, 4, 5, 6]);
+        reopen_sees(tmp.path(), 5, vec![], vec![1, 2, 3, 4, 5]);
 
-        // ... and with nothing appended to it yet.
+        // ... with a record in it: that append synced the directory first.
         let (tmp, mut journal) = start();
-        drop(journal.ticket(5).unwrap());
-        drop(journal);
-        reopen_sees(tmp.path(), 3, vec![4, 5], vec![1, 2, 3, 4, 5]);
-
-        // ... and torn while the first record of the new segment was written.
-        let (tmp, mut journal) = start();
-        drop(journal.ticket(5).unwrap());
+        let next = journal.ticket(5).unwrap().write(b"state at 5").unwrap();
+        assert!(matches!(
+            journal.start_segment(next.unwrap()),
+            Rotation::Started(_)
+        ));
+        assert!(
+            journal.dir_sync.synced.load(Ordering::Acquire)
+                < journal.dir_sync.needed.load(Ordering::Acquire)
+        );
         journal.append(6, &payload(6)).unwrap();
-        let live = journal.log_path().to_path_buf();
-        drop(journal);
-        let bytes = fs::read(&live).unwrap();
-        fs::write(&live, &bytes[..bytes.len() - 2]).unwrap();
-        reopen_sees(tmp.path(), 3, vec![4, 5], vec![1, 2, 3, 4, 5]);
-
-        // 3. The checkpoint is written: only the new segment is read.
-        let (tmp, mut journal) = start();
-        journal.checkpoint(5, b"state at 5").unwrap();
-        journal.append(6, &payload(6)).unwrap();
+        assert_eq!(
+            journal.dir_sync.synced.load(Ordering::Acquire),
+            journal.dir_sync.needed.load(Ordering::Acquire)
+        );
         drop(journal);
         reopen_sees(tmp.path(), 5, vec![6], vec![1, 2, 3, 4, 5, 6]);
 
-        // 4. Creating the segment fails: the journal goes on in the old one,
-        // and no empty newer segment is left to be taken for the live one.
+        // ... and torn while the first record of the new segment was written.
+        let (tmp, mut journal) = start();
+        journal.checkpoint(5, b"state at 5").unwrap();
+        journal.append(6, &payload(6)).unwrap();
+        let live = journal.log_path().to_path_buf();
+        assert_eq!(live, segment_path(tmp.path(), 5));
+        drop(journal);
+        let bytes = fs::read(&live).unwrap();
+        fs::write(&live, &bytes[..bytes.len() - 2]).unwrap();
+        reopen_sees(tmp.path(), 5, vec![], vec![1, 2, 3, 4, 5]);
+
+        // 4. Renaming the segment into place fails: the journal goes on in
+        // the old one, no newer segment is left to be taken for the live
+        // one, and the next checkpoint starts it.
         let (tmp, mut journal) = start();
         journal.fault = Some(Fault::RotateFails);
-        assert!(matches!(journal.ticket(5), Err(JournalError::Io { .. })));
+        journal.checkpoint(5, b"state at 5").unwrap();
         assert_eq!(list_segments(tmp.path()).unwrap().len(), 2);
+        assert!(!tmp.path().join(SPARE_TMP).exists());
         journal.append(6, &payload(6)).unwrap();
         journal.checkpoint(6, b"state at 6").unwrap();
+        assert_eq!(journal.log_path(), segment_path(tmp.path(), 6));
         journal.append(7, &payload(7)).unwrap();
         drop(journal);
         reopen_sees(tmp.path(), 6, vec![7], vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    /// Every file in `dir` but the lock, with its bytes.
+    fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != LOCK_FILE && e.file_type().unwrap().is_file())
+            .map(|e| {
+                (
+                    e.file_name().into_string().unwrap(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_checkpoint_leaves_the_directory_as_it_was() {
+        let tail_only = JournalOptions::new().with_read_all(false);
+        let blocker = |dir: &Path| dir.join(CHECKPOINT_TMP);
+        for fault in [
+            None,
+            Some(CheckpointStep::Rename),
+            Some(CheckpointStep::DirSync),
+        ] {
+            let (tmp, mut journal) = fixture([1, 2, 3]);
+            journal.checkpoint(3, b"state at 3").unwrap();
+            journal.append(4, &payload(4)).unwrap();
+            journal.append(5, &payload(5)).unwrap();
+            let before = files(tmp.path());
+            let old_checkpoint = before[CHECKPOINT_FILE].clone();
+            match fault {
+                // A real failure: `checkpoint.tmp` cannot be created.
+                None => fs::create_dir(blocker(tmp.path())).unwrap(),
+                Some(step) => journal.fault = Some(Fault::Checkpoint(step)),
+            }
+            let err = journal.checkpoint(5, b"state at 5").unwrap_err();
+            assert!(matches!(err, JournalError::Io { .. }), "{fault:?}: {err}");
+            let after = files(tmp.path());
+            assert_eq!(
+                after.keys().collect::<Vec<_>>(),
+                before.keys().collect::<Vec<_>>(),
+                "{fault:?}"
+            );
+            if fault == Some(CheckpointStep::DirSync) {
+                // Renamed into place, maybe not durable: the new checkpoint
+                // or the old one, both consistent with the same segments.
+                let mut expect = before.clone();
+                expect.insert(CHECKPOINT_FILE.into(), after[CHECKPOINT_FILE].clone());
+                assert_ne!(after[CHECKPOINT_FILE], old_checkpoint);
+                assert_eq!(after, expect, "{fault:?}");
+            } else {
+                assert_eq!(after, before, "{fault:?}");
+            }
+            assert_eq!(journal.log_path(), segment_path(tmp.path(), 3));
+            if fault.is_none() {
+                fs::remove_dir(blocker(tmp.path())).unwrap();
+            }
+            // It goes on in the same segment, and the next checkpoint works.
+            journal.append(6, &payload(6)).unwrap();
+            journal.checkpoint(6, b"state at 6").unwrap();
+            assert_eq!(journal.log_path(), segment_path(tmp.path(), 6));
+            journal.append(7, &payload(7)).unwrap();
+            drop(journal);
+            let (_, recovery) = Journal::open_with(tmp.path(), tail_only).unwrap();
+            assert_eq!(
+                recovery.checkpoint,
+                Some((6, b"state at 6".to_vec())),
+                "{fault:?}"
+            );
+            assert_eq!(recovery.records, expected([7]), "{fault:?}");
+            let (_, full) = Journal::open(tmp.path()).unwrap();
+            assert_eq!(full.records, expected(1..=7), "{fault:?}");
+            let bases: Vec<u64> = list_segments(tmp.path())
+                .unwrap()
+                .into_iter()
+                .map(|(base, _)| base)
+                .collect();
+            assert_eq!(bases, [0, 3, 6], "{fault:?}");
+        }
     }
 
     #[test]
     fn damage_to_a_sealed_segment_is_corrupt_not_torn() {
         let (tmp, mut journal) = fixture([1, 2, 3]);
         journal.checkpoint(3, b"state at 3").unwrap();
+        let checkpoint_3 = fs::read(tmp.path().join(CHECKPOINT_FILE)).unwrap();
         journal.append(4, &payload(4)).unwrap();
-        drop(journal.ticket(4).unwrap());
+        // Seals segment 3; then the checkpoint of 3 is put back, so that
+        // recovery reads segment 3 as a sealed one.
+        journal.checkpoint(4, b"state at 4").unwrap();
+        fs::write(tmp.path().join(CHECKPOINT_FILE), checkpoint_3).unwrap();
         journal.append(5, &payload(5)).unwrap();
         drop(journal);
         let sealed = segment_path(tmp.path(), 3);
@@ -2191,9 +2543,10 @@ mod tests {
         assert_eq!(fs::read(&sealed).unwrap(), &whole[..whole.len() - 2]);
 
         // The checkpoint's own segment missing is a missing log.
-        fs::remove_file(&sealed).unwrap();
+        let own = segment_path(tmp.path(), 0);
+        fs::remove_file(&own).unwrap();
         let err = Journal::open_with(tmp.path(), tail_only).unwrap_err();
-        assert!(matches!(err, JournalError::MissingLog { path } if path == sealed));
+        assert!(matches!(err, JournalError::MissingLog { path } if path == own));
     }
 
     #[test]
@@ -2201,9 +2554,11 @@ mod tests {
         let tmp = TempDir::new().unwrap();
         let options = JournalOptions::new().with_retain_segments(Some(1));
         let (mut journal, _) = Journal::open_with(tmp.path(), options).unwrap();
+        let mut reader_end = LogEnd::default();
         for r in 1..=12 {
             journal.append(r, &payload(r)).unwrap();
             if r % 3 == 0 {
+                reader_end = journal.end();
                 journal.checkpoint(r, b"state").unwrap();
             }
         }
@@ -2212,10 +2567,11 @@ mod tests {
             .into_iter()
             .map(|(base, _)| base)
             .collect();
-        // The checkpoint's segment (12) and one before it (9).
-        assert_eq!(bases, [9, 12]);
+        // The checkpoint's segment (9, sealed right after it), one before
+        // it (6), and the live one (12).
+        assert_eq!(bases, [6, 9, 12]);
         let end = journal.end();
-        assert_eq!(history(tmp.path(), end, 0), expected(10..=12));
+        assert_eq!(history(tmp.path(), end, 0), expected(7..=12));
         drop(journal);
         let (mut journal, recovery) = Journal::open_with(tmp.path(), options).unwrap();
         assert_eq!(recovery.checkpoint.map(|(r, _)| r), Some(12));
@@ -2224,16 +2580,16 @@ mod tests {
         // history is gone, not an error.
         journal.options = journal.options.with_retain_segments(Some(0));
         journal.append(13, &payload(13)).unwrap();
-        let sealed = journal.end();
-        assert_eq!(history(tmp.path(), sealed, 0), expected(10..=13));
+        assert_eq!(history(tmp.path(), reader_end, 0), expected(7..=12));
         journal.checkpoint(13, b"state").unwrap();
         let bases: Vec<u64> = list_segments(tmp.path())
             .unwrap()
             .into_iter()
             .map(|(base, _)| base)
             .collect();
-        assert_eq!(bases, [13]);
-        assert_eq!(history(tmp.path(), sealed, 0), []);
+        assert_eq!(bases, [12, 13]);
+        assert_eq!(history(tmp.path(), reader_end, 0), []);
+        assert_eq!(history(tmp.path(), journal.end(), 0), expected([13]));
     }
 
     #[test]

@@ -194,7 +194,8 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// Five accepted changes, one revision each: membership `u1` … `u5` in
-/// `org_1`, each by `admin@x` at a fixed time.
+/// `org_1`, each by `admin@x` at a fixed time, each after any checkpoint in
+/// flight finished (so a checkpoint's new segment starts at its revision).
 fn five_members(engine: &Engine) {
     for k in 1..=5u64 {
         let out = engine
@@ -204,6 +205,7 @@ fn five_members(engine: &Engine) {
             )
             .unwrap();
         assert_eq!(out.revision, k);
+        settle(engine);
     }
 }
 
@@ -1487,7 +1489,9 @@ fn a_crash_between_rotating_and_writing_the_checkpoint_recovers() {
     settle(&engine);
     drop(engine);
     assert_eq!(checkpoint_revision(tmp.path()), 10);
-    // The checkpoint of 10 never made it (its segment did), and a crash
+    // The checkpoint of 10 is lost while its segment survives (a layout
+    // the journal no longer makes: a segment starts only after its
+    // checkpoint is durable; recovery still reads through it), and a crash
     // left a half-made next segment behind.
     fs::write(tmp.path().join(CHECKPOINT), &old_checkpoint).unwrap();
     fs::write(tmp.path().join("journal.log.tmp"), b"RGRAPH").unwrap();
@@ -1534,9 +1538,10 @@ fn retention_deletes_old_segments_and_history_starts_at_the_oldest_kept() {
         settle(&engine);
     }
     drop(engine);
-    // The checkpoint's segment (30, empty) and one before it (25).
+    // The checkpoint's segment (25, sealed right after the checkpoint of
+    // 30 was written), one before it (20) and the live one (30, empty).
     let bases: Vec<u64> = segments(tmp.path()).into_iter().map(|(b, _)| b).collect();
-    assert_eq!(bases, [25, 30]);
+    assert_eq!(bases, [20, 25, 30]);
     let engine = Engine::open_with(tmp.path(), &policy(), opts).unwrap();
     assert_eq!(
         answers(&engine, &ROTATION_USERS),
@@ -1548,5 +1553,108 @@ fn retention_deletes_old_segments_and_history_starts_at_the_oldest_kept() {
         .iter()
         .map(|e| e.revision)
         .collect();
-    assert_eq!(kept, (26..=30).collect::<Vec<_>>());
+    assert_eq!(kept, (21..=30).collect::<Vec<_>>());
+}
+
+/// The files in `dir` (the lock aside), by name.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "lock")
+        .collect();
+    names.sort();
+    names
+}
+
+/// Recovery from `dir` equals the in-memory engine that applied
+/// `rotation_change(0..n)`: the same answers, snapshot and user path, and
+/// every revision once in the history.
+fn assert_recovers_as_the_oracle(dir: &Path, n: u64, opts: EngineOptions) {
+    let (engine, recovery) = Engine::recover(dir, &policy(), opts).unwrap();
+    assert!(recovery.is_clean(), "{recovery:?}");
+    assert_eq!(recovery.revision, n);
+    let oracle = rotation_oracle(n);
+    assert_eq!(
+        answers(&engine, &ROTATION_USERS),
+        answers(&oracle, &ROTATION_USERS)
+    );
+    let (live, want) = (engine.snapshot(), oracle.snapshot());
+    rolegraph_testkit::assert_equivalent(&live, &want, &rolegraph_testkit::Probe::default());
+    for user in ROTATION_USERS {
+        rolegraph_testkit::membership_equivalent(&live, "org_1", user).unwrap();
+    }
+    let revisions: Vec<u64> = engine
+        .entries_since(0)
+        .unwrap()
+        .iter()
+        .map(|e| e.revision)
+        .collect();
+    assert_eq!(revisions, (1..=n).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_checkpoint_leaves_no_segment_behind_and_the_next_one_works() {
+    let tmp = TempDir::new().unwrap();
+    let opts = options(1);
+    let engine = Engine::open_with(tmp.path(), &policy(), opts).unwrap();
+    let before = file_names(tmp.path());
+    assert_eq!(before, [CHECKPOINT, LOG]);
+    // A real failure: a directory where `checkpoint.tmp` goes.
+    let blocker = tmp.path().join("checkpoint.tmp");
+    fs::create_dir(&blocker).unwrap();
+    let mut n = 0;
+    for _ in 0..16 {
+        engine
+            .apply(rotation_change(n), ChangeMeta::default())
+            .unwrap();
+        n += 1;
+        settle(&engine);
+        // Each attempt failed and left the directory as it was: no new
+        // segment, no temporary file but the blocker.
+        assert_eq!(
+            file_names(tmp.path()),
+            [CHECKPOINT, "checkpoint.tmp", LOG],
+            "after {n}"
+        );
+    }
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.checkpoint_failures, stats.checkpoints_written),
+        (4, 0)
+    );
+    assert_eq!(checkpoint_revision(tmp.path()), 0);
+    // A crash now recovers everything from the old checkpoint.
+    drop(engine);
+    assert_recovers_as_the_oracle(tmp.path(), n, opts);
+
+    // Fixed: the next attempt writes the checkpoint and starts a segment.
+    let engine = Engine::open_with(tmp.path(), &policy(), opts).unwrap();
+    fs::remove_dir(&blocker).unwrap();
+    while engine.stats().checkpoints_written == 0 {
+        assert!(n < 64, "no checkpoint was written");
+        engine
+            .apply(rotation_change(n), ChangeMeta::default())
+            .unwrap();
+        n += 1;
+        settle(&engine);
+    }
+    assert_eq!(checkpoint_revision(tmp.path()), n);
+    assert_eq!(
+        file_names(tmp.path()),
+        [
+            CHECKPOINT.to_owned(),
+            format!("journal-{n:020}.log"),
+            LOG.to_owned()
+        ]
+    );
+    for _ in 0..3 {
+        engine
+            .apply(rotation_change(n), ChangeMeta::default())
+            .unwrap();
+        n += 1;
+        settle(&engine);
+    }
+    drop(engine);
+    assert_recovers_as_the_oracle(tmp.path(), n, opts);
 }

@@ -492,3 +492,81 @@ fn joining_a_redis_that_lost_acknowledged_batches_is_refused() {
     // It goes on alone, serving its own state.
     assert_eq!(a.revision(), 3);
 }
+
+/// Waits up to 20 s for `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_checkpoint_the_fleet_refuses_is_reported_retried_and_published_once_it_can_be() {
+    let redis = Redis::start();
+    let mut admin = redis.connection().unwrap();
+    let a = Engine::new(&initial()).unwrap();
+    a.join_fleet(
+        fleet(&redis, "refused", "a")
+            .with_checkpoint_every(5)
+            .with_poll(Duration::from_millis(20)),
+    )
+    .unwrap();
+    let published_at_join = redis.checkpoints("refused");
+    // A real refusal: Redis denies `SET` (how a checkpoint is stored) to
+    // the fleet's user; appends (a script) and reads still work.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("-set")
+        .query::<()>(&mut admin)
+        .unwrap();
+    for k in 0..12 {
+        a.apply(member(&format!("u{k}"), "viewer"), ChangeMeta::by("a"))
+            .unwrap();
+    }
+    eventually("a reported failure", || {
+        a.stats().fleet_checkpoint_failures > 0
+    });
+    let stats = a.stats();
+    let message = stats.last_fleet_checkpoint_error.unwrap();
+    assert!(
+        message.starts_with("cannot publish the checkpoint of revision `"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    assert_eq!(redis.checkpoints("refused"), published_at_join);
+    // Writes go on meanwhile, and the stream is not trimmed.
+    let out = a
+        .apply(member("u12", "viewer"), ChangeMeta::by("a"))
+        .unwrap();
+    assert_eq!(out.revision, 13);
+    assert_eq!(redis.entries("refused").len(), 13);
+    // Backed off: the waits double (40 ms, 80 ms, … up to 1.28 s), so the
+    // next 2 s see a few attempts, not one per poll (without the backoff
+    // this machine made about one every 120 ms).
+    let before = a.stats().fleet_checkpoint_failures;
+    std::thread::sleep(Duration::from_secs(2));
+    let attempts = a.stats().fleet_checkpoint_failures - before;
+    assert!(attempts <= 8, "{attempts} attempts in 2 s");
+
+    // Allowed again: the next attempt publishes and the error goes.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("+set")
+        .query::<()>(&mut admin)
+        .unwrap();
+    eventually("a published checkpoint", || {
+        redis.checkpoints("refused").iter().any(|r| *r >= 10)
+    });
+    eventually("the error cleared", || {
+        a.stats().last_fleet_checkpoint_error.is_none()
+    });
+    // A new instance boots from it and agrees.
+    let b = Engine::new(&initial()).unwrap();
+    b.join_fleet(fleet(&redis, "refused", "b")).unwrap();
+    assert!(b.wait_for_revision(13, Duration::from_secs(10)));
+    assert_eq!(state(&b), state(&a));
+}

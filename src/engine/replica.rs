@@ -20,6 +20,35 @@ use crate::journal::JournalError;
 /// reports the conflict.
 pub(crate) const MAX_CONFLICTS: u32 = 8;
 
+/// The wait before the first retry after a lost compare-and-append, in
+/// microseconds; it doubles with each further loss, up to
+/// [`CONFLICT_BACKOFF_MAX_US`].
+const CONFLICT_BACKOFF_FIRST_US: u64 = 200;
+const CONFLICT_BACKOFF_MAX_US: u64 = 3_200;
+
+/// How long a writer waits before its `n`-th retry (from 1) after losing
+/// the compare-and-append: half of the step (200 µs doubling, capped at
+/// 3.2 ms) plus a random part of up to the other half, so that writers that
+/// collided spread out instead of colliding again in lockstep. All
+/// [`MAX_CONFLICTS`] retries wait at most 15.8 ms in total.
+pub(crate) fn conflict_backoff(n: u32) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let step =
+        (CONFLICT_BACKOFF_FIRST_US << n.saturating_sub(1).min(4)).min(CONFLICT_BACKOFF_MAX_US);
+    let half = step / 2;
+    // A fresh `RandomState` is randomly keyed: jitter without a dependency.
+    let jitter = std::collections::hash_map::RandomState::new().hash_one(n) % (half + 1);
+    std::time::Duration::from_micros(half + jitter)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The waits [`Engine::apply_shared`] chose on this thread, and how
+    /// long each took.
+    static BACKOFFS: std::cell::RefCell<Vec<(std::time::Duration, std::time::Duration)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One record of the shared log, as read back.
 #[derive(Debug)]
 pub(crate) enum LogRecord {
@@ -213,6 +242,20 @@ impl Engine {
         result
     }
 
+    /// Records the outcome of an attempt to publish a fleet checkpoint.
+    pub(crate) fn record_fleet_checkpoint(&self, result: Result<(), String>) {
+        let mut stats = lock(&self.shared.stats);
+        match result {
+            Ok(()) => stats.last_fleet_checkpoint_error = None,
+            Err(e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = %e, "rolegraph fleet checkpoint not published");
+                stats.fleet_checkpoint_failures += 1;
+                stats.last_fleet_checkpoint_error = Some(e);
+            }
+        }
+    }
+
     fn record_fault(&self, fault: Option<&Fault>) {
         match fault {
             Some(Fault::Stopped { .. }) => {}
@@ -240,9 +283,17 @@ impl Engine {
                 Ok(()) => return self.commit(writer, *batch),
                 Err(Appended::Conflict) if conflicts < MAX_CONFLICTS => {
                     // Another instance appended first and this engine has
-                    // applied what it wrote: validate this batch again.
+                    // applied what it wrote: validate this batch again,
+                    // after a short jittered wait (under the writer lock,
+                    // as the append itself is: readers do not wait on it).
                     conflicts += 1;
                     changes = batch.entry.changes;
+                    let wait = conflict_backoff(conflicts);
+                    #[cfg(test)]
+                    let started = std::time::Instant::now();
+                    std::thread::sleep(wait);
+                    #[cfg(test)]
+                    BACKOFFS.with(|b| b.borrow_mut().push((wait, started.elapsed())));
                 }
                 Err(Appended::Conflict) => {
                     return Err(ChangeError::Journal(format!(
@@ -457,3 +508,94 @@ impl Engine {
 }
 
 use std::sync::Arc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Change, Policy};
+
+    /// A shared log another instance always writes to first: every append
+    /// loses, and there is never anything new to read.
+    struct AlwaysBehind {
+        appends: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl SharedLog for AlwaysBehind {
+        fn append(&mut self, _after: u64, _entry: &Entry) -> Result<(), LogError> {
+            self.appends
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(LogError::Conflict)
+        }
+        fn read_after(&mut self, _after: u64) -> Result<Vec<LogRecord>, LogError> {
+            Ok(Vec::new())
+        }
+        fn latest_checkpoint(&mut self) -> Result<Option<Vec<u8>>, LogError> {
+            Ok(None)
+        }
+        fn top(&mut self) -> Result<Option<u64>, LogError> {
+            Ok(None)
+        }
+        fn publish_checkpoint(&mut self, _revision: u64, _bytes: &[u8]) -> Result<bool, LogError> {
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn a_writer_that_keeps_losing_backs_off_with_jitter_then_reports_the_conflict() {
+        let mut policy = Policy::new();
+        policy.permission("docs:read");
+        policy.role("viewer");
+        let engine = Engine::new(&policy).unwrap();
+        let appends = Arc::default();
+        engine
+            .attach_log(Box::new(AlwaysBehind {
+                appends: Arc::clone(&appends),
+            }))
+            .unwrap();
+        BACKOFFS.with(|b| b.borrow_mut().clear());
+        let grant = Change::GrantPermission {
+            organization: None,
+            role: "viewer".into(),
+            permission: "docs:read".into(),
+        };
+        let err = engine.apply(grant, ChangeMeta::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot record the change: the fleet's log moved on 8 times while this batch was validated: retry it",
+        );
+        assert_eq!(
+            appends.load(std::sync::atomic::Ordering::Relaxed),
+            MAX_CONFLICTS + 1
+        );
+        // One wait before each retry, each within its step's bounds.
+        let waits = BACKOFFS.with(|b| b.borrow().clone());
+        assert_eq!(waits.len(), MAX_CONFLICTS as usize);
+        for (n, (wait, slept)) in (1..).zip(&waits) {
+            // Waited (a lower bound: a sleep never ends early).
+            assert!(slept >= wait, "retry {n}: {slept:?} < {wait:?}");
+            let step = (200u64 << (n - 1u32).min(4)).min(3_200);
+            let micros = u64::try_from(wait.as_micros()).unwrap();
+            assert!(
+                (step / 2..=step).contains(&micros),
+                "retry {n}: {micros} µs"
+            );
+        }
+        let total: std::time::Duration = waits.iter().map(|(wait, _)| *wait).sum();
+        assert!(
+            total <= std::time::Duration::from_micros(15_800),
+            "{total:?}"
+        );
+    }
+
+    #[test]
+    fn backoffs_are_jittered() {
+        // The same retry does not always wait the same: 64 draws from a
+        // range of 1,601 values are all equal with probability 1601^-63.
+        let draws: std::collections::BTreeSet<_> = (0..64).map(|_| conflict_backoff(5)).collect();
+        assert!(draws.len() > 1, "{draws:?}");
+        assert!(draws.iter().all(|d| {
+            let us = d.as_micros();
+            (1_600..=3_200).contains(&us)
+        }));
+    }
+}
