@@ -250,11 +250,15 @@ fn a_concurrent_membership_event_never_makes_a_directory_event_stale() {
         "m0",
         &membership("created", "e0", 1, "usr_1", "ann@example.com", &["admin"]),
     );
-    const ROUNDS: u32 = 400;
+    const ROUNDS: u32 = 1_000;
+    // Both sides start each round together, so that their events overlap.
+    let round = Arc::new(std::sync::Barrier::new(2));
     let d = Arc::clone(&directory_side);
+    let r = Arc::clone(&round);
     let directories = std::thread::spawn(move || {
         let mut labels = Vec::new();
         for k in 0..ROUNDS {
+            r.wait();
             let role = ["viewer", "editor"][k as usize % 2];
             let body = directory("updated", &format!("d{k}"), 10 + 2 * k, "ann", &[role]);
             labels.push(deliver(&d, &format!("md{k}"), &body).label());
@@ -262,6 +266,7 @@ fn a_concurrent_membership_event_never_makes_a_directory_event_stale() {
         labels
     });
     for k in 0..ROUNDS {
+        round.wait();
         let body = membership(
             "updated",
             &format!("u{k}"),
