@@ -300,6 +300,14 @@ fn user_entity(org: &str, key: &str) -> String {
 /// The entity recording that `email` is Scalekit user `user` in `org`
 /// (`link:org_1/ann@example.com>usr_1`): kept with the entity clocks, so it
 /// is journaled with the event that taught it and survives restarts.
+///
+/// Links are not removed: the engine's entity clocks can only be set
+/// (`Change::RecordDelivery`), never dropped. A link is followed only while
+/// its user is a member and no newer event moved them, so an old link is
+/// inert; what it costs is one clock entry per (organization, email, user)
+/// ever linked, the same bound as the `user:` clocks every membership event
+/// leaves. Dropping both needs a way to forget an entity clock in the
+/// engine.
 fn link_entity(org: &str, email: &str, user: &str) -> String {
     format!("{}{user}", link_prefix(org, email))
 }

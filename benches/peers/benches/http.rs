@@ -12,18 +12,36 @@
 //!   `CasbinVals`, as axum-casbin expects an authentication layer in front),
 //!   then its `CasbinAxumLayer` over casbin's `CachedEnforcer`
 //!   (write-locked per request, as the layer does). Two variants:
-//!   - `axum_casbin`: casbin's memo on (its default 200-entry cache, which
-//!     mini-moka's admission still lets answer most of the rotation): a
-//!     decision memoized per (subject, path, method), which also keeps
-//!     serving a revoked role until the memo is cleared;
+//!   - `axum_casbin`: casbin's memo on (its default: a mini-moka cache of
+//!     200 entries, TinyLFU admission): a decision memoized per (subject,
+//!     path, method), which also keeps serving a revoked role until the
+//!     memo is cleared. A steady rotation of more users than it holds mostly
+//!     misses (the bench prints the hit rates);
 //!   - `axum_casbin_unmemoized`: the same layer with the memo replaced by
-//!     one that never remembers (`CachedApi::set_cache`): what every request
-//!     costs when the memo cannot answer (more distinct users than it holds,
-//!     or right after a policy change clears it). Measured with 10 samples.
+//!     one that never remembers (`CachedApi::set_cache`): a full `enforce`
+//!     per request. Measured with 10 samples.
 //! - rolegraph: `AuthorizeLayer` (claims mode: the principal from the
 //!   token's `roles`) and the route's requirement `data500:read`; denials
 //!   answer RFC 6750 with a problem+json body, where axum-casbin answers a
 //!   bare 403.
+//!
+//! The decomposition, over the same 1,024-user rotation:
+//!
+//! - `verified_only`: the shared part alone, casbin's side without its
+//!   layer (token verified, `sub` into the request, the handler);
+//! - `axum_casbin_decision`, `rolegraph_decision`: each side's decision
+//!   without the token step, the subject handed over in the request
+//!   (casbin: `CasbinVals` in the extensions; rolegraph: a short `u<k>`
+//!   token that indexes claims verified before).
+//!
+//! casbin's memo under other traffic:
+//!
+//! - `*_population`: 10,000 distinct active users in rotation, each side's
+//!   verifier holding all their tokens (casbin's memo counted; 10 samples
+//!   for casbin);
+//! - `*_after_change`: each user's first request after a policy write (an
+//!   untimed write starts every pass over the 1,024-user rotation; casbin
+//!   clears its memo on every write).
 //!
 //! The `*_repeated` ids send one user's request over and over.
 //!
