@@ -13,7 +13,9 @@
 
 mod webhook_common;
 
-use rolegraph::scalekit::Handler;
+use std::sync::Arc;
+
+use rolegraph::scalekit::{Handler, HandlerOptions, UserKey};
 use rolegraph::{Engine, Policy};
 use serde_json::json;
 use webhook_common::*;
@@ -203,4 +205,84 @@ fn the_link_survives_a_restart() {
         &directory("updated", "e2", 20, "ann", &["editor"]),
     );
     assert_eq!(roles(&h, "usr_1"), v(&["editor"]));
+}
+
+#[test]
+fn links_hold_when_directory_memberships_are_keyed_by_directory_user_id() {
+    let h = Handler::new(Engine::new(&policy()).unwrap(), verifier())
+        .with_options(HandlerOptions::default().with_user_key(UserKey::DirectoryUserId));
+    applied(
+        &h,
+        "m1",
+        &membership("created", "e1", 10, "usr_1", "Ann@Example.com", &["admin"]),
+    );
+    applied(
+        &h,
+        "m2",
+        &directory("updated", "e2", 20, "ann", &["viewer"]),
+    );
+    assert_eq!(roles(&h, "diruser_ann"), v(&["viewer"]));
+    assert_eq!(
+        roles(&h, "usr_1"),
+        v(&["viewer"]),
+        "the usr_ membership follows the directory, as in the email mode"
+    );
+    // No membership by email is made in this mode.
+    assert_eq!(roles(&h, "ann@example.com"), None);
+    applied(&h, "m3", &directory("deleted", "e3", 30, "ann", &[]));
+    assert_eq!(roles(&h, "diruser_ann"), None);
+    assert_eq!(roles(&h, "usr_1"), None);
+}
+
+/// Two handlers on one engine (two app instances, or a fleet's peers):
+/// directory events about ann and membership events about her `usr_1`, in
+/// increasing time order each, race. A membership event landing between a
+/// directory event's plan and its batch makes the batch stale on `usr_1`
+/// alone: the directory event is decided again without the link, never
+/// dropped as stale (its own entity only ever moves forward).
+#[test]
+fn a_concurrent_membership_event_never_makes_a_directory_event_stale() {
+    let engine = Engine::new(&policy()).unwrap();
+    let directory_side = Arc::new(Handler::new(engine.clone(), verifier()));
+    let membership_side = Handler::new(engine, verifier());
+    applied(
+        &membership_side,
+        "m0",
+        &membership("created", "e0", 1, "usr_1", "ann@example.com", &["admin"]),
+    );
+    const ROUNDS: u32 = 1_000;
+    // Both sides start each round together, so that their events overlap.
+    let round = Arc::new(std::sync::Barrier::new(2));
+    let d = Arc::clone(&directory_side);
+    let r = Arc::clone(&round);
+    let directories = std::thread::spawn(move || {
+        let mut labels = Vec::new();
+        for k in 0..ROUNDS {
+            r.wait();
+            let role = ["viewer", "editor"][k as usize % 2];
+            let body = directory("updated", &format!("d{k}"), 10 + 2 * k, "ann", &[role]);
+            labels.push(deliver(&d, &format!("md{k}"), &body).label());
+        }
+        labels
+    });
+    for k in 0..ROUNDS {
+        round.wait();
+        let body = membership(
+            "updated",
+            &format!("u{k}"),
+            11 + 2 * k,
+            "usr_1",
+            "ann@example.com",
+            &["admin"],
+        );
+        let o = deliver(&membership_side, &format!("mu{k}"), &body);
+        // A membership event is stale only behind a newer directory event
+        // that followed the link.
+        assert!(matches!(o.label(), "applied" | "stale"), "{o:?}");
+    }
+    let labels = directories.join().unwrap();
+    let stale = labels.iter().filter(|l| **l != "applied").count();
+    assert_eq!(stale, 0, "{labels:?}");
+    let last = ["viewer", "editor"][(ROUNDS as usize - 1) % 2];
+    assert_eq!(roles(&directory_side, "ann@example.com"), v(&[last]));
 }

@@ -204,6 +204,13 @@ struct Plan {
     dropped: Vec<String>,
     /// A role deletion: what to do if roles still extend it.
     deletes_role: Option<(Option<String>, String)>,
+    /// The entity of the `usr_…` membership a directory event also updates
+    /// through an email link. When a newer event for that user lands between
+    /// the plan and the batch (another handler on the same engine, a fleet
+    /// peer), the batch is refused as stale on this entity: the event is
+    /// then decided again, and the new plan leaves the link out, instead of
+    /// the whole directory event being dropped as stale.
+    linked: Option<String>,
 }
 
 /// A role in a scope: (organization, name); `None` for the environment.
@@ -244,6 +251,9 @@ enum Need {
 enum Step {
     Done(WebhookOutcome),
     Fetch(Need),
+    /// Decide again on the current state: another writer moved an entity
+    /// the plan only touched through an email link (see [`Plan::linked`]).
+    Again,
 }
 
 impl Plan {
@@ -256,6 +266,7 @@ impl Plan {
             changes,
             dropped: Vec::new(),
             deletes_role: None,
+            linked: None,
         }
     }
 }
@@ -289,12 +300,28 @@ fn user_entity(org: &str, key: &str) -> String {
 /// The entity recording that `email` is Scalekit user `user` in `org`
 /// (`link:org_1/ann@example.com>usr_1`): kept with the entity clocks, so it
 /// is journaled with the event that taught it and survives restarts.
+///
+/// Links are not removed: the engine's entity clocks can only be set
+/// (`Change::RecordDelivery`), never dropped. A link is followed only while
+/// its user is a member and no newer event moved them, so an old link is
+/// inert; what it costs is one clock entry per (organization, email, user)
+/// ever linked, the same bound as the `user:` clocks every membership event
+/// leaves. Dropping both needs a way to forget an entity clock in the
+/// engine.
 fn link_entity(org: &str, email: &str, user: &str) -> String {
     format!("{}{user}", link_prefix(org, email))
 }
 
 fn link_prefix(org: &str, email: &str) -> String {
     format!("link:{org}/{email}>")
+}
+
+/// An email as links (and email-keyed memberships) hold it: trimmed and
+/// lower-cased; `None` when empty.
+fn normalized_email(email: Option<&str>) -> Option<String> {
+    email
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| !e.is_empty())
 }
 
 fn role_label(org: Option<&str>, name: &str) -> String {
@@ -518,6 +545,7 @@ impl Handler {
                         return self.retry_later(e);
                     }
                 }
+                Step::Again => {}
             }
         }
         self.retry_later(WebhookError::MissingDependency {
@@ -630,24 +658,24 @@ impl Handler {
     fn user_key(&self, id: &str, email: Option<&str>) -> Option<String> {
         match self.options.user_key {
             UserKey::DirectoryUserId => Some(id.to_owned()).filter(|s| !s.is_empty()),
-            UserKey::Email => email
-                .map(|e| e.trim().to_lowercase())
-                .filter(|e| !e.is_empty()),
+            UserKey::Email => normalized_email(email),
         }
     }
 
-    /// The Scalekit user id a directory event about `email` in `org` also
-    /// updates: the one a membership event linked to that email last
-    /// (memberships are keyed by email), when that user is still a member
-    /// and no newer event than `occurred` changed their membership.
+    /// The Scalekit user id a directory event about `email` in `org` (its
+    /// membership keyed by `key`) also updates: the one a membership event
+    /// linked to that email last, when that user is still a member and no
+    /// newer event than `occurred` changed their membership. Links are
+    /// learned and followed by email whatever [`UserKey`] says: directory
+    /// events and membership events share no other key.
     fn linked_user(
         &self,
         snapshot: &Snapshot,
         org: &str,
-        email: Option<&str>,
+        (key, email): (&str, Option<&str>),
         occurred: u64,
     ) -> Option<String> {
-        let email = self.user_key("", email)?;
+        let email = normalized_email(email)?;
         let prefix = link_prefix(org, &email);
         let (user, _) = self
             .engine
@@ -663,7 +691,7 @@ impl Handler {
             .engine
             .entity_clock(&user_entity(org, &user))
             .is_some_and(|at| at > occurred);
-        (snapshot.membership(org, &user).is_some() && !newer && user != email).then_some(user)
+        (snapshot.membership(org, &user).is_some() && !newer && user != key).then_some(user)
     }
 
     /// What `event` becomes on the current state, or what to fetch first.
@@ -691,7 +719,8 @@ impl Handler {
                             event.event_type
                         ))
                     })?;
-                let linked = self.linked_user(&snapshot, &org, user.email.as_deref(), occurred);
+                let linked =
+                    self.linked_user(&snapshot, &org, (&key, user.email.as_deref()), occurred);
                 let inactive = user.active == Some(false);
                 let mut plan = if *change == Lifecycle::Deleted {
                     removal(org.clone(), key, occurred)
@@ -708,6 +737,7 @@ impl Handler {
                 // The same user's membership by Scalekit user id, which a
                 // token's `sub` finds first, follows the directory.
                 if let Some(user_id) = linked {
+                    plan.linked = Some(user_entity(&org, &user_id));
                     let also = if *change == Lifecycle::Deleted {
                         removal(org, user_id, occurred)
                     } else {
@@ -785,7 +815,8 @@ impl Handler {
                         }
                     },
                 };
-                let link = email_key.map(|email| link_entity(&org, &email, &user_id));
+                let link = normalized_email(membership.email.as_deref())
+                    .map(|email| link_entity(&org, &email, &user_id));
                 let mut plan =
                     self.membership_plan(&snapshot, occurred, org, user_id, &roles, false);
                 // Directory events name this user by email only: remember
@@ -1055,6 +1086,9 @@ impl Handler {
             match error {
                 ChangeError::Duplicate { id } => {
                     return Step::Done(WebhookOutcome::Duplicate { id })
+                }
+                ChangeError::Stale { entity, .. } if plan.linked.as_ref() == Some(&entity) => {
+                    return Step::Again
                 }
                 ChangeError::Stale {
                     entity,

@@ -28,6 +28,9 @@ const SHARDS: usize = 16;
 const MIN_SHARDED: usize = 256;
 /// Longer tokens are verified every time rather than cached.
 pub(crate) const MAX_CACHED_TOKEN: usize = 8 * 1024;
+/// How many of a token's last bytes its key hashes: 48 base64url
+/// characters, 288 bits of its signature.
+const KEYED_TAIL: usize = 48;
 
 /// Passes an already computed hash through as the map's hash.
 #[derive(Default)]
@@ -91,11 +94,22 @@ impl TokenCache {
 
     /// The key of `token`, or `None` when it is not cacheable (the cache is
     /// disabled or the token too long).
+    ///
+    /// Only the token's length and its last [`KEYED_TAIL`] bytes are hashed:
+    /// a signed token ends with its signature, which differs between any two
+    /// tokens, so the tail spreads keys as well as the whole token would, in
+    /// a twelfth of the bytes of a Scalekit token. Tokens that share a tail
+    /// share a key, and then only one of them is cached: a hit still
+    /// compares the whole token, and only verified tokens are inserted.
     pub(crate) fn key(&self, token: &str) -> Option<TokenKey> {
         if token.len() > MAX_CACHED_TOKEN || self.per_shard.iter().all(|&c| c == 0) {
             return None;
         }
-        Some(TokenKey(self.state.hash_one(token.as_bytes())))
+        let bytes = token.as_bytes();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(KEYED_TAIL)..)
+            .unwrap_or(bytes);
+        Some(TokenKey(self.state.hash_one((bytes.len(), tail))))
     }
 
     fn shard(&self, key: TokenKey) -> Option<(MutexGuard<'_, Shard>, usize)> {
@@ -235,6 +249,26 @@ mod tests {
         put(&cache, "new", 1000, 20);
         assert!(get(&cache, "live", 20).is_some(), "the live entry survives");
         assert!(get(&cache, "new", 20).is_some());
+    }
+
+    #[test]
+    fn tokens_sharing_a_tail_share_a_key_and_never_each_others_claims() {
+        let cache = TokenCache::new(10);
+        let tail = "s".repeat(KEYED_TAIL);
+        let (a, b) = (format!("a.a.{tail}"), format!("b.b.{tail}"));
+        assert_eq!(cache.key(&a).unwrap().0, cache.key(&b).unwrap().0);
+        put(&cache, &a, 100, 50);
+        assert!(get(&cache, &b, 60).is_none(), "the whole token is compared");
+        put(&cache, &b, 100, 50);
+        assert!(get(&cache, &b, 60).is_some());
+        assert!(get(&cache, &a, 60).is_none(), "one of them is cached");
+        // The length is hashed too, and any byte of the tail.
+        let c = format!("a.{tail}");
+        assert_ne!(cache.key(&a).unwrap().0, cache.key(&c).unwrap().0);
+        let mut d = a.clone().into_bytes();
+        *d.last_mut().unwrap() = b't';
+        let d = String::from_utf8(d).unwrap();
+        assert_ne!(cache.key(&a).unwrap().0, cache.key(&d).unwrap().0);
     }
 
     #[test]

@@ -12,18 +12,36 @@
 //!   `CasbinVals`, as axum-casbin expects an authentication layer in front),
 //!   then its `CasbinAxumLayer` over casbin's `CachedEnforcer`
 //!   (write-locked per request, as the layer does). Two variants:
-//!   - `axum_casbin`: casbin's memo on (its default 200-entry cache, which
-//!     mini-moka's admission still lets answer most of the rotation): a
-//!     decision memoized per (subject, path, method), which also keeps
-//!     serving a revoked role until the memo is cleared;
+//!   - `axum_casbin`: casbin's memo on (its default: a mini-moka cache of
+//!     200 entries, TinyLFU admission): a decision memoized per (subject,
+//!     path, method), which also keeps serving a revoked role until the
+//!     memo is cleared. A steady rotation of more users than it holds mostly
+//!     misses (the bench prints the hit rates);
 //!   - `axum_casbin_unmemoized`: the same layer with the memo replaced by
-//!     one that never remembers (`CachedApi::set_cache`): what every request
-//!     costs when the memo cannot answer (more distinct users than it holds,
-//!     or right after a policy change clears it). Measured with 10 samples.
+//!     one that never remembers (`CachedApi::set_cache`): a full `enforce`
+//!     per request. Measured with 10 samples.
 //! - rolegraph: `AuthorizeLayer` (claims mode: the principal from the
 //!   token's `roles`) and the route's requirement `data500:read`; denials
 //!   answer RFC 6750 with a problem+json body, where axum-casbin answers a
 //!   bare 403.
+//!
+//! The decomposition, over the same 1,024-user rotation:
+//!
+//! - `verified_only`: the shared part alone, casbin's side without its
+//!   layer (token verified, `sub` into the request, the handler);
+//! - `axum_casbin_decision`, `rolegraph_decision`: each side's decision
+//!   without the token step, the subject handed over in the request
+//!   (casbin: `CasbinVals` in the extensions; rolegraph: a short `u<k>`
+//!   token that indexes claims verified before).
+//!
+//! casbin's memo under other traffic:
+//!
+//! - `*_population`: 10,000 distinct active users in rotation, each side's
+//!   verifier holding all their tokens (casbin's memo counted; 10 samples
+//!   for casbin);
+//! - `*_after_change`: each user's first request after a policy write (an
+//!   untimed write starts every pass over the 1,024-user rotation; casbin
+//!   clears its memo on every write).
 //!
 //! The `*_repeated` ids send one user's request over and over.
 //!
@@ -36,6 +54,7 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -43,18 +62,26 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, Response};
 use axum_casbin::casbin::{
-    Cache, CachedApi, CachedEnforcer, CoreApi, DefaultModel, MemoryAdapter, MgmtApi,
+    Cache, CachedApi, CachedEnforcer, CoreApi, DefaultCache, DefaultModel, MemoryAdapter, MgmtApi,
 };
 use axum_casbin::{CasbinAxumLayer, CasbinVals};
 use criterion::{criterion_main, BenchmarkId, Criterion};
 use rolegraph::http::AuthorizeLayer;
-use rolegraph::token::{DevClaims, DevIssuer, JwksVerifier, Verifier};
-use rolegraph::Engine;
+use rolegraph::token::{
+    DevClaims, DevIssuer, JwksVerifier, TokenError, VerifiedClaims, Verifier, VerifyFuture,
+};
+use rolegraph::{Change, ChangeMeta, Engine};
 use rolegraph_peers::engines::{casbin_rules, rolegraph_policy, CASBIN_MODEL};
 use rolegraph_peers::workload::w1;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 const ROLES: usize = 10_000;
+/// Distinct users in the rotation of the `*_population` ids: 50 times the
+/// 200 entries of casbin's default memo, a tenth of W1's 100,000 users.
+const ACTIVE: usize = 10_000;
+/// casbin's `CachedEnforcer` memo capacity (`DefaultCache::new(200)` in
+/// `CachedEnforcer::new_raw`, casbin 2.20.0).
+const CASBIN_MEMO: usize = 200;
 const ISSUER: &str = "https://peer.scalekit.local";
 const AUDIENCE: &str = "prj_peer";
 
@@ -70,6 +97,87 @@ impl Cache<u64, bool> for NoMemo {
     }
     fn set(&self, _: u64, _: bool) {}
     fn clear(&self) {}
+}
+
+/// casbin's default memo (mini-moka, 200 entries), counting its hits and
+/// misses: for the `*_population` ids, whose requests cost milliseconds, so
+/// two relaxed counter increments do not show.
+struct CountingMemo {
+    inner: DefaultCache<u64, bool>,
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
+}
+
+impl Cache<u64, bool> for CountingMemo {
+    fn get(&self, k: &u64) -> Option<bool> {
+        let found = self.inner.get(k);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+    fn has(&self, k: &u64) -> bool {
+        self.inner.has(k)
+    }
+    fn set(&self, k: u64, v: bool) {
+        self.inner.set(k, v);
+    }
+    fn clear(&self) {
+        self.inner.clear();
+    }
+}
+
+/// The `*_decision` ids' verifier: the token is the index (`u<k>`) of claims
+/// the real verifier verified before, so rolegraph's layer is handed the
+/// subject as casbin's is (in the request), without the shared token step.
+struct IndexVerifier(Vec<Arc<VerifiedClaims>>);
+
+impl IndexVerifier {
+    fn claims(&self, token: &str) -> Option<Arc<VerifiedClaims>> {
+        let k: usize = token.strip_prefix('u')?.parse().ok()?;
+        self.0.get(k).cloned()
+    }
+}
+
+impl Verifier for IndexVerifier {
+    fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
+        let claims = self.claims(token).ok_or(TokenError::Signature);
+        Box::pin(async move { claims })
+    }
+    fn verified(&self, token: &str) -> Option<Arc<VerifiedClaims>> {
+        self.claims(token)
+    }
+}
+
+/// The hit rate of casbin's default memo (the same `DefaultCache` of 200
+/// entries, keyed as `CachedEnforcer` keys it: the hash of
+/// `[subject, path, method]`) when `users` distinct users request one route
+/// in rotation: the hits of the last of `passes` passes, over `users`.
+fn memo_hit_rate(users: usize, passes: usize) -> f64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let memo: DefaultCache<u64, bool> = DefaultCache::new(CASBIN_MEMO);
+    let key = |k: usize| {
+        let mut h = DefaultHasher::new();
+        vec![format!("user{k}"), "/data500".to_owned(), "GET".to_owned()].hash(&mut h);
+        h.finish()
+    };
+    let mut hits = 0;
+    for pass in 0..passes {
+        hits = 0;
+        for k in 0..users {
+            let key = key(k);
+            if memo.get(&key).is_some() {
+                hits += 1;
+            } else {
+                memo.set(key, true);
+            }
+        }
+        let _ = pass;
+    }
+    hits as f64 / users as f64
 }
 
 /// The authentication axum-casbin expects in front of it: verifies the
@@ -173,17 +281,30 @@ fn bench(c: &mut Criterion) {
     };
     let issuer = DevIssuer::generate("peer-1").unwrap();
     let verifier = || JwksVerifier::from_jwks_json(&issuer.jwks_json(), ISSUER, AUDIENCE).unwrap();
-    let casbin_stack = |enforcer: CachedEnforcer| {
-        let layer = CasbinAxumLayer::set_enforcer(Arc::new(tokio::sync::RwLock::new(enforcer)));
+    let casbin_stack = |enforcer: Arc<tokio::sync::RwLock<CachedEnforcer>>| {
+        let layer = CasbinAxumLayer::set_enforcer(enforcer);
         VerifySubject {
             inner: ServiceBuilder::new().layer(layer).service_fn(handler),
             verifier: Arc::new(verifier()),
         }
     };
-    let mut casbin = casbin_stack(enforcer());
+    let shared = |e: CachedEnforcer| Arc::new(tokio::sync::RwLock::new(e));
+    let casbin_enforcer = shared(enforcer());
+    let mut casbin = casbin_stack(Arc::clone(&casbin_enforcer));
     let mut unmemoized = enforcer();
     unmemoized.set_cache(Box::new(NoMemo));
-    let mut casbin_unmemoized = casbin_stack(unmemoized);
+    let mut casbin_unmemoized = casbin_stack(shared(unmemoized));
+    // casbin's decision alone: its layer over the same enforcer (the same
+    // memo), the subject put into the request by the request itself.
+    let mut casbin_decision = ServiceBuilder::new()
+        .layer(CasbinAxumLayer::set_enforcer(Arc::clone(&casbin_enforcer)))
+        .service_fn(handler);
+    // The shared part alone: casbin's side without its layer (the token
+    // verified, its subject into the request, the handler).
+    let mut verified_only = VerifySubject {
+        inner: ServiceBuilder::new().service_fn(handler),
+        verifier: Arc::clone(&casbin.verifier),
+    };
 
     // rolegraph: the route's requirement.
     let engine = Engine::new(&rolegraph_policy(&spec)).unwrap();
@@ -223,23 +344,42 @@ fn bench(c: &mut Criterion) {
                 .any(|&r| spec.roles[r].grants.contains(&role.grants[0]))
         })
         .collect();
-    let mut rotation: Vec<usize> = Vec::with_capacity(1024);
-    let mut others = (0..spec.users.len())
-        .map(|k| (k * 9_767) % spec.users.len())
-        .filter(|j| !allowed.contains(j));
-    let mut allowed_iter = allowed.iter().copied();
-    while rotation.len() < 1024 {
-        if rotation.len().is_multiple_of(10) {
-            if let Some(j) = allowed_iter.next() {
-                rotation.push(j);
-                continue;
+    let rotation_of = |len: usize| {
+        let mut rotation: Vec<usize> = Vec::with_capacity(len);
+        // 9,767 is prime to 100,000: a permutation of the users.
+        let mut others = (0..spec.users.len())
+            .map(|k| (k * 9_767) % spec.users.len())
+            .filter(|j| !allowed.contains(j));
+        let mut allowed_iter = allowed.iter().copied();
+        while rotation.len() < len {
+            if rotation.len().is_multiple_of(10) {
+                if let Some(j) = allowed_iter.next() {
+                    rotation.push(j);
+                    continue;
+                }
             }
+            rotation.push(others.next().unwrap());
         }
-        rotation.push(others.next().unwrap());
-    }
+        rotation
+    };
+    let rotation = rotation_of(1024);
     let rotation_bearers: Vec<String> = rotation
         .iter()
         .map(|&j| bearer_for(&spec.users[j]))
+        .collect();
+    // The decision ids' requests: the subject handed over in the request,
+    // no token to verify (casbin: `CasbinVals` in the extensions; rolegraph:
+    // `u<k>`, an index into claims verified before).
+    let decision_casbin = |k: usize| {
+        let mut req = Request::get(path.as_str()).body(Body::empty()).unwrap();
+        req.extensions_mut().insert(CasbinVals {
+            subject: spec.users[rotation[k]].name.clone(),
+            domain: None,
+        });
+        req
+    };
+    let decision_bearers: Vec<String> = (0..rotation.len())
+        .map(|k| format!("Bearer u{k}"))
         .collect();
 
     // All three give the same answer to every request of the rotation (the
@@ -262,12 +402,37 @@ fn bench(c: &mut Criterion) {
             if k < 50 {
                 let u = call(&mut casbin_unmemoized, request_for(bearer)).await;
                 assert_eq!(u, r, "{bearer}");
+            } else {
+                // Its token into the verifier's cache, as the others'.
+                let token = &bearer["Bearer ".len()..];
+                casbin_unmemoized.verifier.verify(token).await.unwrap();
             }
             allows += usize::from(r == 200);
         }
         let expected = rotation.iter().filter(|j| allowed.contains(j)).count();
         assert_eq!(allows, expected);
         assert!(expected >= 100, "{expected}");
+    });
+    let index = IndexVerifier(
+        rotation_bearers
+            .iter()
+            .map(|b| rolegraph_verifier.verified(&b["Bearer ".len()..]).unwrap())
+            .collect(),
+    );
+    let mut rolegraph_decision = ServiceBuilder::new()
+        .layer(AuthorizeLayer::new(auth.engine().clone(), Arc::new(index)))
+        .layer(auth.require(perm.name().as_str()).unwrap())
+        .service_fn(handler);
+    // The decision alone answers as the whole stack, on every request of
+    // the rotation; without authorization every request passes.
+    rt.block_on(async {
+        for (k, bearer) in rotation_bearers.iter().enumerate() {
+            let whole = call(&mut rolegraph, request_for(bearer)).await;
+            let c = call(&mut casbin_decision, decision_casbin(k)).await;
+            let r = call(&mut rolegraph_decision, request_for(&decision_bearers[k])).await;
+            assert_eq!((c, r), (whole, whole), "{k}");
+            assert_eq!(call(&mut verified_only, request_for(bearer)).await, 200);
+        }
     });
     let verified = |v: &JwksVerifier| v.stats().signature_verifications;
     let before = [
@@ -283,8 +448,13 @@ fn bench(c: &mut Criterion) {
         }
     };
     let mut g = c.benchmark_group("http/peer");
+    // Each position is kept across criterion's calls of the routine (one
+    // per sample and warm-up step), so that every sample goes on through the
+    // rotation instead of starting it again: restarted, the samples of a
+    // slow side (a few requests each) only ever ask for the first users, and
+    // casbin's 200-entry memo answers them all.
+    let mut at = rotating(0);
     g.bench_function(BenchmarkId::new("axum_casbin", ROLES), |b| {
-        let mut at = rotating(0);
         b.iter_custom(|iters| {
             drive(
                 &rt,
@@ -294,13 +464,39 @@ fn bench(c: &mut Criterion) {
             )
         });
     });
+    let mut at = rotating(0);
     g.bench_function(BenchmarkId::new("rolegraph", ROLES), |b| {
-        let mut at = rotating(0);
         b.iter_custom(|iters| {
             drive(
                 &rt,
                 &mut rolegraph,
                 || request_for(&rotation_bearers[at()]),
+                iters,
+            )
+        });
+    });
+    let mut at = rotating(0);
+    g.bench_function(BenchmarkId::new("verified_only", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive(
+                &rt,
+                &mut verified_only,
+                || request_for(&rotation_bearers[at()]),
+                iters,
+            )
+        });
+    });
+    let mut at = rotating(0);
+    g.bench_function(BenchmarkId::new("axum_casbin_decision", ROLES), |b| {
+        b.iter_custom(|iters| drive(&rt, &mut casbin_decision, || decision_casbin(at()), iters));
+    });
+    let mut at = rotating(0);
+    g.bench_function(BenchmarkId::new("rolegraph_decision", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive(
+                &rt,
+                &mut rolegraph_decision,
+                || request_for(&decision_bearers[at()]),
                 iters,
             )
         });
@@ -316,8 +512,8 @@ fn bench(c: &mut Criterion) {
     // Milliseconds per request: 10 samples.
     let mut g = c.benchmark_group("http/peer");
     g.sample_size(10);
+    let mut at = rotating(0);
     g.bench_function(BenchmarkId::new("axum_casbin_unmemoized", ROLES), |b| {
-        let mut at = rotating(0);
         b.iter_custom(|iters| {
             drive(
                 &rt,
@@ -337,6 +533,235 @@ fn bench(c: &mut Criterion) {
         verified(rolegraph_verifier.as_ref()),
     ];
     assert_eq!(before, after);
+
+    // What casbin's default memo holds (untimed, the memo alone): the hit
+    // rate of a steady rotation of n users over one route.
+    for users in [100, CASBIN_MEMO, 1_024, ACTIVE, spec.users.len()] {
+        eprintln!(
+            "casbin's default memo ({CASBIN_MEMO} entries), {users} users rotating: {:.1} % hits",
+            100.0 * memo_hit_rate(users, 3)
+        );
+    }
+
+    // The population: 10,000 distinct active users in rotation (100 allowed
+    // on the route). Each side gets a verifier whose token cache holds them
+    // all, warmed untimed; casbin's memo is its default one, counted.
+    let population = rotation_of(ACTIVE);
+    let population_bearers: Vec<String> = population
+        .iter()
+        .map(|&j| bearer_for(&spec.users[j]))
+        .collect();
+    let big_verifier = || {
+        Arc::new(
+            JwksVerifier::builder_from_jwks_json(issuer.jwks_json(), ISSUER, AUDIENCE)
+                .cache_capacity(4 * ACTIVE)
+                .build()
+                .unwrap(),
+        )
+    };
+    let (hits, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    rt.block_on(async {
+        casbin_enforcer
+            .write()
+            .await
+            .set_cache(Box::new(CountingMemo {
+                inner: DefaultCache::new(CASBIN_MEMO),
+                hits: Arc::clone(&hits),
+                misses: Arc::clone(&misses),
+            }));
+    });
+    let mut casbin_population = VerifySubject {
+        inner: casbin.inner.clone(),
+        verifier: big_verifier(),
+    };
+    let rolegraph_population_verifier = big_verifier();
+    let mut rolegraph_population = ServiceBuilder::new()
+        .layer(AuthorizeLayer::new(
+            auth.engine().clone(),
+            rolegraph_population_verifier.clone(),
+        ))
+        .layer(auth.require(perm.name().as_str()).unwrap())
+        .service_fn(handler);
+    rt.block_on(async {
+        for bearer in &population_bearers {
+            let token = &bearer["Bearer ".len()..];
+            casbin_population.verifier.verify(token).await.unwrap();
+            rolegraph_population_verifier.verify(token).await.unwrap();
+        }
+        // rolegraph against the workload's answer on every user; casbin
+        // against rolegraph on the first 50 (each a full `enforce`).
+        for (k, (bearer, j)) in population_bearers.iter().zip(&population).enumerate() {
+            let r = call(&mut rolegraph_population, request_for(bearer)).await;
+            assert_eq!(r == 200, allowed.contains(j), "{bearer}");
+            if k < 50 {
+                let c = call(&mut casbin_population, request_for(bearer)).await;
+                assert_eq!(c, r, "{bearer}");
+            }
+        }
+    });
+    let population_before = [
+        verified(&casbin_population.verifier),
+        verified(&rolegraph_population_verifier),
+    ];
+    hits.store(0, Ordering::Relaxed);
+    misses.store(0, Ordering::Relaxed);
+    let mut g = c.benchmark_group("http/peer");
+    g.sample_size(10);
+    let mut next = 0;
+    g.bench_function(BenchmarkId::new("axum_casbin_population", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive(
+                &rt,
+                &mut casbin_population,
+                || {
+                    next = (next + 1) % ACTIVE;
+                    request_for(&population_bearers[next])
+                },
+                iters,
+            )
+        });
+    });
+    g.finish();
+    let (h, m) = (hits.load(Ordering::Relaxed), misses.load(Ordering::Relaxed));
+    eprintln!(
+        "axum_casbin_population: memo hits {h}, misses {m} ({:.1} % hits)",
+        100.0 * h as f64 / (h + m).max(1) as f64
+    );
+    let mut g = c.benchmark_group("http/peer");
+    let mut next = 0;
+    g.bench_function(BenchmarkId::new("rolegraph_population", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive(
+                &rt,
+                &mut rolegraph_population,
+                || {
+                    next = (next + 1) % ACTIVE;
+                    request_for(&population_bearers[next])
+                },
+                iters,
+            )
+        });
+    });
+    g.finish();
+    assert_eq!(
+        population_before,
+        [
+            verified(&casbin_population.verifier),
+            verified(&rolegraph_population_verifier),
+        ]
+    );
+
+    // The first request per user after a policy write: before each timed
+    // request (1,024-user rotation), one untimed write to each side's
+    // policy. casbin clears its memo on every write (a webhook revocation
+    // is one); rolegraph has no memo to lose.
+    rt.block_on(async {
+        casbin_enforcer
+            .write()
+            .await
+            .set_cache(Box::new(DefaultCache::new(CASBIN_MEMO)));
+    });
+    let mut writes = 0u64;
+    let mut casbin_write = || {
+        writes += 1;
+        let line = vec![
+            "bench_writer".to_owned(),
+            "/bench".to_owned(),
+            "GET".to_owned(),
+        ];
+        rt.block_on(async {
+            let mut e = casbin_enforcer.write().await;
+            if writes % 2 == 1 {
+                assert!(e.add_policy(line).await.unwrap());
+            } else {
+                assert!(e.remove_policy(line).await.unwrap());
+            }
+        });
+    };
+    let engine = auth.engine().clone();
+    let mut edits = 0u64;
+    let mut rolegraph_write = || {
+        edits += 1;
+        engine
+            .apply(
+                Change::UpdatePermission {
+                    name: perm.name().to_string(),
+                    description: Some(format!("edit {edits}")),
+                },
+                ChangeMeta::by("bench"),
+            )
+            .unwrap();
+    };
+    // Each pass over the rotation starts with a write: every request is a
+    // user's first after a write. The writes are not timed.
+    let mut g = c.benchmark_group("http/peer");
+    g.sample_size(10);
+    let mut at = 0;
+    g.bench_function(BenchmarkId::new("axum_casbin_after_change", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive_after_writes(
+                &rt,
+                &mut casbin,
+                |k| request_for(&rotation_bearers[k]),
+                (&mut at, rotation.len()),
+                &mut casbin_write,
+                iters,
+            )
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("http/peer");
+    let mut at = 0;
+    g.bench_function(BenchmarkId::new("rolegraph_after_change", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive_after_writes(
+                &rt,
+                &mut rolegraph,
+                |k| request_for(&rotation_bearers[k]),
+                (&mut at, rotation.len()),
+                &mut rolegraph_write,
+                iters,
+            )
+        });
+    });
+    g.finish();
+}
+
+/// `iters` requests over a rotation of `len` users from `*at` on, with an
+/// untimed `write` before each pass over the rotation starts.
+fn drive_after_writes<S, F>(
+    rt: &tokio::runtime::Runtime,
+    svc: &mut S,
+    mut request: F,
+    (at, len): (&mut usize, usize),
+    write: &mut dyn FnMut(),
+    iters: u64,
+) -> Duration
+where
+    S: Service<Request<Body>>,
+    S::Error: std::fmt::Debug,
+    F: FnMut(usize) -> Request<Body>,
+{
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        if *at == 0 {
+            write();
+        }
+        let n = left.min((len - *at) as u64);
+        total += drive(
+            rt,
+            svc,
+            || {
+                let req = request(*at);
+                *at = (*at + 1) % len;
+                req
+            },
+            n,
+        );
+        left -= n;
+    }
+    total
 }
 
 /// One request's status.

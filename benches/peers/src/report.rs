@@ -589,6 +589,26 @@ pub fn targets(all: &AllMedians) -> String {
         100.0,
         true,
     ));
+    // The same target where casbin's memo cannot answer: more active users
+    // than its 200 entries, and each user's first request after a write.
+    for (case, what) in [
+        ("population", "10,000 active users"),
+        (
+            "after_change",
+            "first request per user after a policy write",
+        ),
+    ] {
+        rows.push(ratio_row(
+            format!(
+                "`http/peer/rolegraph_{case}/10000` ≥ 100× faster than \
+                 `http/peer/axum_casbin_{case}/10000` ({what})"
+            ),
+            &format!("http/peer/axum_casbin_{case}/10000"),
+            &format!("http/peer/rolegraph_{case}/10000"),
+            100.0,
+            true,
+        ));
+    }
 
     let mut out = String::from("| target | measured | |\n|---|---|---|\n");
     for r in rows {
@@ -787,5 +807,38 @@ new a
             t.contains("| `compile/roles/100000` ≤ 1.00 s | — | not measured |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_peer_http_rows_compare_each_case_with_its_counterpart() {
+        let all: AllMedians = [
+            ("http/peer/axum_casbin/10000", 1_470.0),
+            ("http/peer/rolegraph/10000", 878.0),
+            ("http/peer/axum_casbin_population/10000", 16_400_000.0),
+            ("http/peer/rolegraph_population/10000", 1_000.0),
+            ("http/peer/rolegraph_after_change/10000", 900.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let t = targets(&all);
+        let row = |case: &str| {
+            t.lines()
+                .find(|l| l.contains(&format!("`http/peer/rolegraph_{case}/10000`")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            t.contains("| 1.47 µs / 878 ns = 1.67× | **not met** |"),
+            "{t}"
+        );
+        let population = row("population");
+        assert!(population.contains("(10,000 active users)"), "{population}");
+        assert!(
+            population.ends_with("| 16.4 ms / 1.00 µs = 16,400× | met |"),
+            "{population}"
+        );
+        // Only one side measured: not measured, never met.
+        assert!(row("after_change").ends_with("| — | not measured |"), "{t}");
     }
 }
