@@ -1158,6 +1158,7 @@ impl Engine {
         let current = self.shared.current.load_full();
         let mut draft = writer.model.clone();
         let mut fx = Effects::default();
+        fx.reserve_members(changes.len());
         for change in &changes {
             draft.apply(change, &mut fx)?;
         }

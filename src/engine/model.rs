@@ -70,6 +70,15 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// Room for `n` touched memberships: a batch of `n` changes touches
+    /// about that many (a bulk load exactly), so the set is not rehashed
+    /// as it grows.
+    pub(crate) fn reserve_members(&mut self, n: usize) {
+        self.members.reserve(n);
+        self.members_before.reserve(n);
+        self.members_seen.reserve(n);
+    }
+
     /// Records that the membership (`org`, `user`) changed; `before` is
     /// what it was before this change, which is what it was before the
     /// batch when the batch had not touched it yet.
