@@ -646,7 +646,7 @@ struct Batch {
     /// Whether the batch renames, renumbers or remaps roles (the index is
     /// then built again), and the memberships it touched.
     renamed: bool,
-    touched: Vec<(String, String)>,
+    touched: Vec<crate::membership::MemberKey>,
     core_before: Arc<crate::compiled::Core>,
     core: Arc<crate::compiled::Core>,
     full: bool,
@@ -1199,6 +1199,7 @@ impl Engine {
         let current = self.shared.current.load_full();
         let mut draft = writer.model.clone();
         let mut fx = Effects::default();
+        fx.reserve_members(changes.len());
         for change in &changes {
             draft.apply(change, &mut fx)?;
         }
@@ -1219,10 +1220,10 @@ impl Engine {
             }
         };
         // Memberships must name roles that exist where they are held.
-        let mut memberships = Vec::new();
-        fx.members.sort_unstable();
-        fx.members.dedup();
-        for (org, user) in &fx.members {
+        // Each membership once, in the order the batch first touched it,
+        // with what it was before the batch (recorded then: no lookup).
+        let mut memberships = Vec::with_capacity(fx.members.len());
+        for ((org, user), before) in fx.members.iter().zip(&fx.members_before) {
             let after = draft.membership(org, user);
             if let Some(m) = after {
                 let scope = core.scope_number(Some(org));
@@ -1232,19 +1233,15 @@ impl Engine {
                     .find(|r| core.resolve_role(scope, r).is_none())
                 {
                     return Err(ChangeError::UnknownMembershipRole {
-                        organization: org.clone(),
+                        organization: org.to_string(),
                         role: role.clone(),
                     });
                 }
             }
             memberships.push(RolesChanged {
-                organization: org.clone(),
-                user: user.clone(),
-                before: writer
-                    .model
-                    .membership(org, user)
-                    .map(|m| m.roles.clone())
-                    .unwrap_or_default(),
+                organization: org.to_string(),
+                user: user.to_string(),
+                before: before.as_ref().map(|m| m.roles.clone()).unwrap_or_default(),
                 after: after.map(|m| m.roles.clone()).unwrap_or_default(),
             });
         }
@@ -1930,8 +1927,9 @@ fn model_from_checkpoint(bytes: &[u8]) -> Result<(Model, u64), serde_json::Error
         model.clocks.insert(entity, at);
     }
     for m in cp.memberships {
-        let orgs = model.members.entry(Arc::from(m.user.as_str())).or_default();
-        orgs.insert(Arc::from(m.organization.as_str()), Arc::new(m.membership));
+        model
+            .members
+            .insert(&m.organization, &m.user, Arc::new(m.membership));
     }
     Ok((model, cp.revision))
 }
@@ -1943,16 +1941,17 @@ fn model_from_checkpoint(bytes: &[u8]) -> Result<(Model, u64), serde_json::Error
 /// [`JournalError::Encode`]: an empty or partial checkpoint is never
 /// written in its place.
 fn checkpoint_bytes(model: &Model, revision: u64) -> Result<Vec<u8>, JournalError> {
-    let mut memberships = Vec::new();
-    for (user, orgs) in model.members.iter() {
-        for (org, m) in orgs.iter() {
-            memberships.push(StoredMembership {
-                organization: org.to_string(),
-                user: user.to_string(),
-                membership: (**m).clone(),
-            });
-        }
-    }
+    // By user, then organization, as before the model was hash-keyed.
+    let memberships = model
+        .members
+        .sorted()
+        .into_iter()
+        .map(|(user, org, m)| StoredMembership {
+            organization: org.to_string(),
+            user: user.to_string(),
+            membership: (**m).clone(),
+        })
+        .collect();
     let cp = Checkpoint {
         revision,
         policy: model.to_policy(),

@@ -25,46 +25,327 @@ pub struct Membership {
     pub groups: Vec<String>,
 }
 
-/// user → organization → membership. Persistent maps: a snapshot holds a
-/// clone in O(1) and one update copies O(log n) nodes.
-pub(crate) type Members = imbl::OrdMap<Arc<str>, imbl::OrdMap<Arc<str>, Arc<Membership>>>;
+/// user → organization → membership. A persistent hash map (HAMT) keyed by
+/// user: a snapshot holds a clone in O(1), one update copies O(log₃₂ n)
+/// small nodes, and a probe hashes the key once instead of comparing it
+/// with O(log n) keys behind pointers. Its iteration order is arbitrary:
+/// whatever reports or stores memberships in order sorts them
+/// ([`Members::sorted`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Members {
+    users: imbl::GenericHashMap<
+        Arc<str>,
+        UserOrgs,
+        ahash::RandomState,
+        imbl::shared_ptr::DefaultSharedPtr,
+    >,
+    len: usize,
+}
+
+/// One user's memberships by organization id. Most users belong to one
+/// organization: that one is kept inline (no map node, about 500 bytes,
+/// per user); more go to a persistent ordered map, so a user in many
+/// organizations still costs O(log n) per update.
+#[derive(Debug, Clone)]
+pub(crate) enum UserOrgs {
+    One(Arc<str>, Arc<Membership>),
+    Many(imbl::OrdMap<Arc<str>, Arc<Membership>>),
+}
+
+impl PartialEq for UserOrgs {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for UserOrgs {}
+
+impl UserOrgs {
+    /// The membership in `org`.
+    pub(crate) fn get(&self, org: &str) -> Option<&Arc<Membership>> {
+        match self {
+            Self::One(o, m) => (**o == *org).then_some(m),
+            Self::Many(map) => map.get(org),
+        }
+    }
+
+    /// The key `org` is stored under.
+    fn key_of(&self, org: &str) -> Option<&Arc<str>> {
+        match self {
+            Self::One(o, _) => (**o == *org).then_some(o),
+            Self::Many(map) => map.get_key_value(org).map(|(o, _)| o),
+        }
+    }
+
+    /// Number of organizations.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::One(..) => 1,
+            Self::Many(map) => map.len(),
+        }
+    }
+
+    /// Every organization and membership, by organization id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Membership>)> {
+        let (one, many) = match self {
+            Self::One(o, m) => (Some((o, m)), None),
+            Self::Many(map) => (None, Some(map.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// Sets the membership in `org`; the organization's key as stored.
+    fn insert(&mut self, org: &str, m: Arc<Membership>) -> Arc<str> {
+        match self {
+            Self::One(o, old) if **o == *org => {
+                *old = m;
+                Arc::clone(o)
+            }
+            Self::One(o, old) => {
+                let key: Arc<str> = Arc::from(org);
+                let mut map = imbl::OrdMap::new();
+                map.insert(Arc::clone(o), Arc::clone(old));
+                map.insert(Arc::clone(&key), m);
+                *self = Self::Many(map);
+                key
+            }
+            Self::Many(map) => match map.get_key_value(org) {
+                Some((o, _)) => {
+                    let key = Arc::clone(o);
+                    map.insert(Arc::clone(&key), m);
+                    key
+                }
+                None => {
+                    let key: Arc<str> = Arc::from(org);
+                    map.insert(Arc::clone(&key), m);
+                    key
+                }
+            },
+        }
+    }
+
+    /// Removes `org`'s membership; `None` when it was the last one (the
+    /// caller drops the user).
+    fn remove(&mut self, org: &str) -> Option<Arc<Membership>> {
+        match self {
+            Self::One(..) => None,
+            Self::Many(map) => {
+                let removed = map.remove(org);
+                if map.len() == 1 {
+                    if let Some((o, m)) = map.iter().next() {
+                        *self = Self::One(Arc::clone(o), Arc::clone(m));
+                    }
+                }
+                removed
+            }
+        }
+    }
+}
+
+impl Members {
+    /// The membership of `user` in `org`.
+    pub(crate) fn get(&self, org: &str, user: &str) -> Option<&Arc<Membership>> {
+        self.users.get(user)?.get(org)
+    }
+
+    /// `user`'s key as stored, and their memberships.
+    pub(crate) fn user(&self, user: &str) -> Option<(&Arc<str>, &UserOrgs)> {
+        self.users.get_key_value(user)
+    }
+
+    /// Number of (user, organization) memberships.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Sets `user`'s membership in `org`; the (organization, user) keys as
+    /// stored. Each key is allocated once, when first seen.
+    pub(crate) fn insert(
+        &mut self,
+        org: &str,
+        user: &str,
+        m: Arc<Membership>,
+    ) -> (Arc<str>, Arc<str>) {
+        match self.users.get_key_value_mut(user) {
+            Some((u, orgs)) => {
+                let before = orgs.len();
+                let o = orgs.insert(org, m);
+                self.len += orgs.len() - before;
+                (o, Arc::clone(u))
+            }
+            None => {
+                let (o, u): (Arc<str>, Arc<str>) = (Arc::from(org), Arc::from(user));
+                self.users
+                    .insert(Arc::clone(&u), UserOrgs::One(Arc::clone(&o), m));
+                self.len += 1;
+                (o, u)
+            }
+        }
+    }
+
+    /// Removes `user`'s membership in `org`, if any: the keys as stored and
+    /// the membership.
+    pub(crate) fn remove(
+        &mut self,
+        org: &str,
+        user: &str,
+    ) -> Option<(Arc<str>, Arc<str>, Arc<Membership>)> {
+        let (u, orgs) = self.users.get_key_value(user)?;
+        let u = Arc::clone(u);
+        let o = Arc::clone(orgs.key_of(org)?);
+        let removed = match self.users.get_mut(user)?.remove(org) {
+            Some(m) => Some(m),
+            None => match self.users.remove(user) {
+                Some(UserOrgs::One(_, m)) => Some(m),
+                _ => None,
+            },
+        };
+        let m = removed?;
+        self.len -= 1;
+        Some((o, u, m))
+    }
+
+    /// Removes every membership of `user`.
+    pub(crate) fn remove_user(&mut self, user: &str) -> Option<UserOrgs> {
+        let orgs = self.users.remove(user)?;
+        self.len -= orgs.len();
+        Some(orgs)
+    }
+
+    /// Every (user, organization, membership), in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &Arc<Membership>)> {
+        self.users
+            .iter()
+            .flat_map(|(user, orgs)| orgs.iter().map(move |(org, m)| (user, org, m)))
+    }
+
+    /// [`iter`](Self::iter) sorted by user, then organization: for whatever
+    /// reports or stores them (outcomes, checkpoints). O(n log n).
+    pub(crate) fn sorted(&self) -> Vec<(&Arc<str>, &Arc<str>, &Arc<Membership>)> {
+        let mut all: Vec<_> = self.iter().collect();
+        all.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all
+    }
+}
 
 /// One membership as the fast user path reads it: the membership and the
 /// roles it resolves to (sorted by id, deduplicated), computed when the
 /// snapshot is published.
+///
+/// One cache line (aligned to one): a probe that finds a short key reads
+/// nothing else.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub(crate) struct Resolved {
-    /// The user key then the organization id, in one allocation so that a
-    /// probe compares both with one cache line (shared: copying a shard
-    /// copies no string).
-    key: Arc<str>,
+    /// The user key then the organization id.
+    key: Key,
     user_len: u32,
     membership: Arc<Membership>,
-    roles: SmallVec<[RoleId; 4]>,
+    /// Role indexes in the snapshot's numbering.
+    roles: SmallVec<[u32; 4]>,
+}
+
+/// Longest (user key + organization id) kept inline in an index entry.
+const INLINE_KEY: usize = 22;
+
+/// The user key then the organization id: inline when they fit (a probe
+/// follows no pointer), else in one shared allocation (copying a shard
+/// copies no string).
+#[derive(Debug, Clone)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Arc<str>),
+}
+
+impl Key {
+    fn new(user: &str, org: &str, buffer: &mut String) -> Self {
+        let mut bytes = [0; INLINE_KEY];
+        let len = user.len() + org.len();
+        let (u, rest) = bytes.split_at_mut_checked(user.len()).unwrap_or_default();
+        match (u.len() == user.len(), rest.get_mut(..org.len())) {
+            (true, Some(o)) => {
+                u.copy_from_slice(user.as_bytes());
+                o.copy_from_slice(org.as_bytes());
+                Self::Inline {
+                    len: u8::try_from(len).unwrap_or(u8::MAX),
+                    bytes,
+                }
+            }
+            _ => {
+                buffer.clear();
+                buffer.push_str(user);
+                buffer.push_str(org);
+                Self::Heap(Arc::from(buffer.as_str()))
+            }
+        }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(key) => key.as_bytes(),
+        }
+    }
 }
 
 impl Resolved {
     #[inline]
     fn is(&self, org: &str, user: &str) -> bool {
-        self.key.len() == org.len() + user.len()
-            && self.key.split_at_checked(self.user_len as usize) == Some((user, org))
+        let key = self.key.bytes();
+        key.len() == org.len() + user.len()
+            && key.split_at_checked(self.user_len as usize)
+                == Some((user.as_bytes(), org.as_bytes()))
+    }
+
+    /// The user key and the organization id (the key is made of two
+    /// strings, cut where the user key ends).
+    fn user_org(&self) -> (&str, &str) {
+        let (user, org) = self
+            .key
+            .bytes()
+            .split_at_checked(self.user_len as usize)
+            .unwrap_or_default();
+        (
+            std::str::from_utf8(user).unwrap_or_default(),
+            std::str::from_utf8(org).unwrap_or_default(),
+        )
+    }
+
+    /// The roles, as ids of `core`'s numbering (the one they were resolved
+    /// against).
+    fn role_ids(&self, core: &crate::compiled::Core) -> SmallVec<[RoleId; 4]> {
+        self.roles
+            .iter()
+            .filter_map(|&i| core.role_id(i as usize))
+            .collect()
     }
 }
 
 /// Entries per shard the index aims at: a batch copies the shards it
 /// touches, so a change costs about this many entry copies, not the size
 /// of the index.
-const SHARD_TARGET: usize = 256;
+const SHARD_TARGET: usize = 64;
+
+/// A membership's (organization, user) keys, as the model stores them.
+pub(crate) type MemberKey = (Arc<str>, Arc<str>);
+
+/// One level of the two-level shard table: the shards of one group.
+type Group = Arc<[Arc<HashTable<Resolved>>]>;
 
 /// (organization, user) → [`Resolved`]: one hash of the two keys and one
-/// probe. Sharded copy-on-write tables: a published snapshot shares every
-/// shard a batch did not touch, so a batch costs O(changed × shard size),
-/// not O(memberships); the shard count is fixed at the last full build,
-/// which happens again when the index outgrows it fourfold.
+/// probe. Sharded copy-on-write tables behind a two-level table of
+/// pointers: a published snapshot shares every shard (and every group of
+/// shards) a batch did not touch, so a change copies about √shards
+/// pointers and one shard of about [`SHARD_TARGET`] entries, not the
+/// index; the shard count is fixed at the last full build, which happens
+/// again when the index outgrows it fourfold.
 #[derive(Clone)]
 pub(crate) struct MemberIndex {
     hasher: ahash::RandomState,
-    shards: Arc<[Arc<HashTable<Resolved>>]>,
+    groups: Arc<[Group]>,
+    /// log₂ of the shards per group.
+    group_bits: u32,
     len: usize,
 }
 
@@ -78,7 +359,8 @@ impl std::fmt::Debug for MemberIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemberIndex")
             .field("len", &self.len)
-            .field("shards", &self.shards.len())
+            .field("groups", &self.groups.len())
+            .field("shards_per_group", &(1usize << self.group_bits))
             .finish()
     }
 }
@@ -86,12 +368,18 @@ impl std::fmt::Debug for MemberIndex {
 impl MemberIndex {
     fn with_capacity(n: usize) -> Self {
         let shards = (n / SHARD_TARGET).max(1).next_power_of_two();
+        let bits = shards.trailing_zeros();
+        // √shards groups of √shards shards (the groups take the odd bit).
+        let group_bits = bits / 2;
+        let groups = shards >> group_bits;
         let per = n / shards + 1;
+        let shard = || Arc::new(HashTable::with_capacity(if n == 0 { 0 } else { per }));
         Self {
             hasher: ahash::RandomState::new(),
-            shards: (0..shards)
-                .map(|_| Arc::new(HashTable::with_capacity(if n == 0 { 0 } else { per })))
+            groups: (0..groups)
+                .map(|_| (0..1usize << group_bits).map(|_| shard()).collect())
                 .collect(),
+            group_bits,
             len: 0,
         }
     }
@@ -101,19 +389,27 @@ impl MemberIndex {
         self.hasher.hash_one((org, user))
     }
 
+    /// The group and the shard in it: the high bits pick them (hashbrown
+    /// uses the low and the top 7).
     #[inline]
-    fn shard_of(&self, hash: u64) -> usize {
-        // The high bits pick the shard; hashbrown uses the low and top 7.
-        ((hash >> 32) as usize) & (self.shards.len() - 1)
+    fn shard_of(&self, hash: u64) -> (usize, usize) {
+        let bits = (hash >> 32) as usize;
+        let shard = bits & ((1 << self.group_bits) - 1);
+        let group = (bits >> self.group_bits) & (self.groups.len() - 1);
+        (group, shard)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> Option<&HashTable<Resolved>> {
+        let (group, shard) = self.shard_of(hash);
+        self.groups.get(group)?.get(shard).map(|s| &**s)
     }
 
     /// The resolved membership of `user` in `org`.
     #[inline]
     pub(crate) fn get(&self, org: &str, user: &str) -> Option<&Resolved> {
         let hash = self.hash(org, user);
-        self.shards
-            .get(self.shard_of(hash))?
-            .find(hash, |r| r.is(org, user))
+        self.shard(hash)?.find(hash, |r| r.is(org, user))
     }
 
     /// Number of memberships.
@@ -124,12 +420,10 @@ impl MemberIndex {
     /// Every membership of `members`, resolved against `snapshot`'s policy:
     /// O(memberships).
     pub(crate) fn build(snapshot: &Snapshot, members: &Members) -> Self {
-        let n = members.values().map(imbl::OrdMap::len).sum();
-        let mut index = Self::with_capacity(n);
-        for (user, orgs) in members.iter() {
-            for (org, m) in orgs.iter() {
-                index.insert(snapshot, org, user, m);
-            }
+        let mut index = Self::with_capacity(members.len());
+        let mut key = String::new();
+        for (user, org, m) in members.iter() {
+            index.insert(snapshot, org, user, m, &mut key);
         }
         index
     }
@@ -141,7 +435,7 @@ impl MemberIndex {
         &self,
         snapshot: &Snapshot,
         members: &Members,
-        touched: &[(String, String)],
+        touched: &[MemberKey],
     ) -> Self {
         // A bulk load touches more than the index holds: build it whole,
         // sized for the result, rather than grow one shard.
@@ -149,43 +443,46 @@ impl MemberIndex {
             return Self::build(snapshot, members);
         }
         let mut index = self.clone();
+        let mut key = String::new();
         for (org, user) in touched {
-            let (org, user) = (org.as_str(), user.as_str());
-            let found = members
-                .get_key_value(user)
-                .and_then(|(u, orgs)| orgs.get_key_value(org).map(|(o, m)| (u, o, m)));
-            match found {
-                Some((u, o, m)) => index.insert(snapshot, o, u, m),
+            match members.get(org, user) {
+                Some(m) => index.insert(snapshot, org, user, m, &mut key),
                 None => index.remove(org, user),
             }
         }
-        if index.len > index.shards.len() * SHARD_TARGET * 4 {
+        let shards = index.groups.len() << index.group_bits;
+        if index.len > shards * SHARD_TARGET * 4 {
             return Self::build(snapshot, members);
         }
         index
     }
 
     fn shard_mut(&mut self, hash: u64) -> Option<&mut HashTable<Resolved>> {
-        let at = self.shard_of(hash);
-        let shards = Arc::make_mut(&mut self.shards);
-        shards.get_mut(at).map(Arc::make_mut)
+        let (group, shard) = self.shard_of(hash);
+        let groups = Arc::make_mut(&mut self.groups);
+        let shards = Arc::make_mut(groups.get_mut(group)?);
+        shards.get_mut(shard).map(Arc::make_mut)
     }
 
+    /// Resolves and stores `user`'s membership `m` in `org`; `key` is a
+    /// buffer for the entry's key, kept across calls.
     fn insert(
         &mut self,
         snapshot: &Snapshot,
-        org: &Arc<str>,
-        user: &Arc<str>,
+        org: &str,
+        user: &str,
         m: &Arc<Membership>,
+        key: &mut String,
     ) {
-        let mut key = String::with_capacity(user.len() + org.len());
-        key.push_str(user);
-        key.push_str(org);
         let resolved = Resolved {
-            key: Arc::from(key),
+            key: Key::new(user, org, key),
             user_len: u32::try_from(user.len()).unwrap_or(u32::MAX),
             membership: Arc::clone(m),
-            roles: snapshot.roles_of(org, m).into_iter().collect(),
+            roles: snapshot
+                .roles_of(org, m)
+                .iter()
+                .filter_map(|r| u32::try_from(r.index()).ok())
+                .collect(),
         };
         let hash = self.hash(org, user);
         let hasher = self.hasher.clone();
@@ -196,10 +493,7 @@ impl MemberIndex {
             Some(slot) => *slot = resolved,
             None => {
                 shard.insert_unique(hash, resolved, |r| {
-                    let (user, org) = r
-                        .key
-                        .split_at_checked(r.user_len as usize)
-                        .unwrap_or((&r.key, ""));
+                    let (user, org) = r.user_org();
                     hasher.hash_one((org, user))
                 });
                 self.len += 1;
@@ -210,8 +504,7 @@ impl MemberIndex {
     fn remove(&mut self, org: &str, user: &str) {
         let hash = self.hash(org, user);
         let found = self
-            .shards
-            .get(self.shard_of(hash))
+            .shard(hash)
             .is_some_and(|s| s.find(hash, |r| r.is(org, user)).is_some());
         if !found {
             return;
@@ -246,9 +539,9 @@ impl Snapshot {
     ) -> impl Iterator<Item = (&'a str, &'a Membership)> + 'a {
         self.arc()
             .members
-            .get(user)
+            .user(user)
             .into_iter()
-            .flat_map(|orgs| orgs.iter().map(|(o, m)| (&**o, &**m)))
+            .flat_map(|(_, orgs)| orgs.iter().map(|(o, m)| (&**o, &**m)))
     }
 
     /// Number of (user, organization) memberships.
@@ -269,17 +562,19 @@ impl Snapshot {
         self.arc()
             .index
             .get(organization, user)
-            .map(|r| r.roles.to_vec())
+            .map(|r| r.role_ids(&self.arc().core).to_vec())
             .unwrap_or_default()
     }
 
     /// What [`user_roles`](Self::user_roles) answers for membership `m` in
     /// `organization`, computed from the policy.
-    pub(crate) fn roles_of(&self, organization: &str, m: &Membership) -> Vec<RoleId> {
-        let mut roles: Vec<RoleId> = m
+    pub(crate) fn roles_of(&self, organization: &str, m: &Membership) -> SmallVec<[RoleId; 4]> {
+        // The organization's scope once, not once per role name.
+        let scope = self.scope_of(Some(organization));
+        let mut roles: SmallVec<[RoleId; 4]> = m
             .roles
             .iter()
-            .filter_map(|r| self.role(Some(organization), r))
+            .filter_map(|r| self.role_in(scope, r))
             .collect();
         if !m.groups.is_empty() {
             if let Ok(mapped) = self.roles_for_groups(organization, &m.groups) {
@@ -303,7 +598,7 @@ impl Snapshot {
     pub fn user_principal(&self, organization: &str, user: &str) -> Principal {
         match self.arc().index.get(organization, user) {
             // Resolved against this snapshot's policy: its numbering.
-            Some(r) => self.principal_of(&r.roles),
+            Some(r) => self.principal_of(&r.role_ids(&self.arc().core)),
             None => self.principal_of(&[]),
         }
     }
@@ -319,7 +614,7 @@ impl crate::snapshot::Data {
         revision: u64,
         core: Arc<crate::compiled::Core>,
         members: Members,
-        before: Option<(&Self, &[(String, String)])>,
+        before: Option<(&Self, &[MemberKey])>,
     ) -> Self {
         let policy = Snapshot::from_arc(Arc::new(Self {
             revision,
@@ -336,6 +631,55 @@ impl crate::snapshot::Data {
             core,
             members,
             index,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Resolved>(), 64);
+        assert_eq!(std::mem::align_of::<Resolved>(), 64);
+    }
+
+    #[test]
+    fn keys_inline_up_to_the_limit_and_on_the_heap_beyond() {
+        let mut buffer = String::new();
+        let cases = [
+            ("", ""),
+            ("u", ""),
+            ("", "o"),
+            ("user-1", "org-1"),
+            ("a".repeat(11).leak(), "b".repeat(11).leak()), // 22: inline
+            ("a".repeat(12).leak(), "b".repeat(11).leak()), // 23: heap
+            ("a".repeat(23).leak(), ""),
+            ("", "b".repeat(23).leak()),
+            ("usr_é", "org_ü"),
+        ];
+        for (user, org) in cases {
+            let key = Key::new(user, org, &mut buffer);
+            let inline = user.len() + org.len() <= INLINE_KEY;
+            assert_eq!(matches!(key, Key::Inline { .. }), inline, "{user}/{org}");
+            let r = Resolved {
+                key,
+                user_len: u32::try_from(user.len()).unwrap(),
+                membership: Arc::default(),
+                roles: SmallVec::new(),
+            };
+            assert_eq!(r.user_org(), (user, org));
+            assert!(r.is(org, user), "{user}/{org}");
+            // The same bytes cut elsewhere are another membership.
+            let concat = format!("{user}{org}");
+            for cut in (0..=concat.len()).filter(|&c| c != user.len()) {
+                if let (Some(u), Some(o)) = (concat.get(..cut), concat.get(cut..)) {
+                    assert!(!r.is(o, u), "{u}/{o} is not {user}/{org}");
+                }
+            }
+            assert!(!r.is(org, &format!("{user}x")));
+            assert!(!r.is(&format!("{org}x"), user));
         }
     }
 }

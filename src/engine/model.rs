@@ -8,7 +8,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use crate::change::{Change, ChangeError, Outcome, Reparent};
-use crate::membership::{Members, Membership};
+use crate::membership::{MemberKey, Members, Membership};
 use crate::model::{GroupRoles, Organization, Permission, Policy, Role};
 
 /// Roles, defaults and group mapping of one scope (the environment or an
@@ -57,11 +57,40 @@ pub(crate) struct Effects {
     pub(crate) perms_deleted: Vec<String>,
     /// Defaults or group mappings changed.
     pub(crate) defaults: bool,
-    /// Memberships touched: (organization, user).
-    pub(crate) members: Vec<(String, String)>,
+    /// Memberships touched, (organization, user), each once, in the order
+    /// first touched (the keys as the model stores them: no copy).
+    pub(crate) members: Vec<MemberKey>,
+    /// Each of `members` as it was before the batch (by position).
+    pub(crate) members_before: Vec<Option<Arc<Membership>>>,
+    /// `members` as a set, so that each is recorded once.
+    members_seen: hashbrown::HashSet<MemberKey, ahash::RandomState>,
     /// How many policy-level changes (not memberships, not descriptions).
     pub(crate) policy_changes: usize,
     pub(crate) outcome: Outcome,
+}
+
+impl Effects {
+    /// Room for `n` touched memberships: a batch of `n` changes touches
+    /// about that many (a bulk load exactly), so the set is not rehashed
+    /// as it grows.
+    pub(crate) fn reserve_members(&mut self, n: usize) {
+        self.members.reserve(n);
+        self.members_before.reserve(n);
+        self.members_seen.reserve(n);
+    }
+
+    /// Records that the membership (`org`, `user`) changed; `before` is
+    /// what it was before this change, which is what it was before the
+    /// batch when the batch had not touched it yet.
+    fn touch_member(&mut self, org: Arc<str>, user: Arc<str>, before: Option<Arc<Membership>>) {
+        if self
+            .members_seen
+            .insert((Arc::clone(&org), Arc::clone(&user)))
+        {
+            self.members.push((org, user));
+            self.members_before.push(before);
+        }
+    }
 }
 
 fn key_text(org: Option<&str>, name: &str) -> String {
@@ -313,12 +342,14 @@ impl Model {
             }
             Change::DeleteOrganization { id } => {
                 let had_org = self.orgs.remove(id).is_some();
-                let dropped: Vec<Arc<str>> = self
+                let mut dropped: Vec<Arc<str>> = self
                     .members
                     .iter()
-                    .filter(|(_, orgs)| orgs.contains_key(id.as_str()))
-                    .map(|(user, _)| Arc::clone(user))
+                    .filter(|(_, org, _)| ***org == **id)
+                    .map(|(user, _, _)| Arc::clone(user))
                     .collect();
+                // Reported by user key, whatever the map's order.
+                dropped.sort_unstable();
                 for user in &dropped {
                     self.set_membership(id, user, None, fx);
                     fx.outcome.users_affected.push(format!("{id}/{user}"));
@@ -362,11 +393,13 @@ impl Model {
                 creator,
             } => {
                 let existing = self.membership(organization, user);
-                let mut next = existing.cloned().unwrap_or_default();
-                next.roles = dedup(roles);
-                if let Some(g) = groups {
-                    next.groups = dedup(g);
-                }
+                let mut next = Membership {
+                    roles: dedup(roles),
+                    groups: match groups {
+                        Some(g) => dedup(g),
+                        None => existing.map(|m| m.groups.clone()).unwrap_or_default(),
+                    },
+                };
                 if existing.is_none() && next.roles.is_empty() {
                     let default = if *creator {
                         self.default_creator.clone()
@@ -446,11 +479,14 @@ impl Model {
                 fx.outcome.changed = true;
             }
             Change::RemoveUser { user } => {
-                if let Some(orgs) = self.members.remove(user.as_str()) {
-                    for org in orgs.keys() {
-                        fx.members.push((org.to_string(), user.clone()));
+                if let Some((key, _)) = self.members.user(user) {
+                    let key = Arc::clone(key);
+                    if let Some(orgs) = self.members.remove_user(user) {
+                        for (org, m) in orgs.iter() {
+                            fx.touch_member(Arc::clone(org), Arc::clone(&key), Some(Arc::clone(m)));
+                        }
+                        fx.outcome.changed = true;
                     }
-                    fx.outcome.changed = true;
                 }
             }
         }
@@ -474,10 +510,7 @@ impl Model {
     }
 
     pub(crate) fn membership(&self, org: &str, user: &str) -> Option<&Membership> {
-        self.members
-            .get(user)
-            .and_then(|o| o.get(org))
-            .map(|m| &**m)
+        self.members.get(org, user).map(|m| &**m)
     }
 
     fn set_membership(
@@ -487,33 +520,18 @@ impl Model {
         next: Option<Membership>,
         fx: &mut Effects,
     ) {
-        if self.membership(org, user) == next.as_ref() {
+        let before = self.members.get(org, user).cloned();
+        if before.as_deref() == next.as_ref() {
             return;
         }
-        match next {
-            Some(m) => {
-                // The user's key is allocated once, when first seen.
-                let m = Arc::new(m);
-                match self.members.get_mut(user) {
-                    Some(orgs) => {
-                        orgs.insert(Arc::from(org), m);
-                    }
-                    None => {
-                        self.members
-                            .insert(Arc::from(user), imbl::OrdMap::unit(Arc::from(org), m));
-                    }
-                }
-            }
-            None => {
-                if let Some(orgs) = self.members.get_mut(user) {
-                    orgs.remove(org);
-                    if orgs.is_empty() {
-                        self.members.remove(user);
-                    }
-                }
-            }
-        }
-        fx.members.push((org.to_owned(), user.to_owned()));
+        let (org, user) = match next {
+            Some(m) => self.members.insert(org, user, Arc::new(m)),
+            None => match self.members.remove(org, user) {
+                Some((org, user, _)) => (org, user),
+                None => return,
+            },
+        };
+        fx.touch_member(org, user, before);
         fx.outcome.changed = true;
     }
 
@@ -637,30 +655,30 @@ impl Model {
         }
         // Members holding it.
         let mut moved = Vec::new();
-        for (user, orgs) in self.members.iter() {
-            for (o, m) in orgs.iter() {
-                let in_reach = match org {
-                    Some(org) => &**o == org,
-                    None => !self
-                        .orgs
-                        .get(&**o)
-                        .is_some_and(|s| s.roles.contains_key(name)),
-                };
-                if in_reach && m.roles.iter().any(|r| r == name) {
-                    let mut next = (**m).clone();
-                    let mut roles: Vec<String> = Vec::new();
-                    for r in &m.roles {
-                        if r == name {
-                            roles.extend(reassign_to.map(str::to_owned));
-                        } else {
-                            roles.push(r.clone());
-                        }
+        for (user, o, m) in self.members.iter() {
+            let in_reach = match org {
+                Some(org) => &**o == org,
+                None => !self
+                    .orgs
+                    .get(&**o)
+                    .is_some_and(|s| s.roles.contains_key(name)),
+            };
+            if in_reach && m.roles.iter().any(|r| r == name) {
+                let mut next = (**m).clone();
+                let mut roles: Vec<String> = Vec::new();
+                for r in &m.roles {
+                    if r == name {
+                        roles.extend(reassign_to.map(str::to_owned));
+                    } else {
+                        roles.push(r.clone());
                     }
-                    next.roles = dedup(&roles);
-                    moved.push((o.to_string(), user.to_string(), next));
                 }
+                next.roles = dedup(&roles);
+                moved.push((o.to_string(), user.to_string(), next));
             }
         }
+        // By user, then organization, whatever the map's order.
+        moved.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
         for (o, user, next) in moved {
             fx.outcome.users_affected.push(format!("{o}/{user}"));
             self.set_membership(&o, &user, Some(next), fx);
