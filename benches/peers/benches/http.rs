@@ -23,7 +23,13 @@
 //! - rolegraph: `AuthorizeLayer` (claims mode: the principal from the
 //!   token's `roles`) and the route's requirement `data500:read`; denials
 //!   answer RFC 6750 with a problem+json body, where axum-casbin answers a
-//!   bare 403.
+//!   bare 403. Two variants:
+//!   - `rolegraph`: claims mode, the principal from the token's `roles`;
+//!   - `rolegraph_membership`: like for like with casbin, which resolves
+//!     the user through its `g` rules inside the timed path: the engine
+//!     keeps every W1 user's membership, the tokens carry only `sub` and
+//!     `oid`, and each request's principal comes from the membership index
+//!     (`Mode::Membership`).
 //!
 //! The decomposition, over the same 1,024-user rotation:
 //!
@@ -66,12 +72,12 @@ use axum_casbin::casbin::{
 };
 use axum_casbin::{CasbinAxumLayer, CasbinVals};
 use criterion::{criterion_main, BenchmarkId, Criterion};
-use rolegraph::http::AuthorizeLayer;
+use rolegraph::http::{AuthorizeLayer, Mode};
 use rolegraph::token::{
     DevClaims, DevIssuer, JwksVerifier, TokenError, VerifiedClaims, Verifier, VerifyFuture,
 };
 use rolegraph::{Change, ChangeMeta, Engine};
-use rolegraph_peers::engines::{casbin_rules, rolegraph_policy, CASBIN_MODEL};
+use rolegraph_peers::engines::{casbin_rules, rolegraph_policy, CASBIN_MODEL, USER_ORG};
 use rolegraph_peers::workload::w1;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -434,11 +440,67 @@ fn bench(c: &mut Criterion) {
             assert_eq!(call(&mut verified_only, request_for(bearer)).await, 200);
         }
     });
+    // rolegraph resolving the user inside the timed path, as casbin does
+    // (like for like): the engine keeps every W1 user's membership in
+    // `USER_ORG`, and the tokens carry only `sub` and `oid`, no roles, so
+    // each request's principal comes from the membership index
+    // (`Mode::Membership`); a fallback to the claims would deny every user.
+    let mut member_policy = rolegraph_policy(&spec);
+    member_policy.organization(USER_ORG);
+    let member_engine = Engine::new(&member_policy).unwrap();
+    member_engine
+        .apply_batch(
+            spec.users
+                .iter()
+                .map(|u| Change::SetMembership {
+                    organization: USER_ORG.to_owned(),
+                    user: u.name.clone(),
+                    roles: u
+                        .roles
+                        .iter()
+                        .map(|&r| spec.roles[r].name.clone())
+                        .collect(),
+                    groups: None,
+                    creator: false,
+                })
+                .collect(),
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let member_verifier = Arc::new(verifier());
+    let member_auth =
+        AuthorizeLayer::new(member_engine, member_verifier.clone()).mode(Mode::Membership);
+    let mut rolegraph_membership = ServiceBuilder::new()
+        .layer(member_auth.clone())
+        .layer(member_auth.require(perm.name().as_str()).unwrap())
+        .service_fn(handler);
+    let member_bearers: Vec<String> = rotation
+        .iter()
+        .map(|&j| {
+            let mut claims = DevClaims::new(spec.users[j].name.as_str(), ISSUER, [AUDIENCE]);
+            claims.organization = Some(USER_ORG.to_owned());
+            format!("Bearer {}", issuer.mint(&claims).unwrap())
+        })
+        .collect();
+    // The same answers as the claims stack on the whole rotation (this pass
+    // also caches every token); at least the 100 allowed users pass, which
+    // only their memberships can grant.
+    rt.block_on(async {
+        let mut allows = 0;
+        for (k, bearer) in member_bearers.iter().enumerate() {
+            let whole = call(&mut rolegraph, request_for(&rotation_bearers[k])).await;
+            let m = call(&mut rolegraph_membership, request_for(bearer)).await;
+            assert_eq!(m, whole, "{k}");
+            allows += usize::from(m == 200);
+        }
+        assert!(allows >= 100, "{allows}");
+    });
     let verified = |v: &JwksVerifier| v.stats().signature_verifications;
     let before = [
         verified(&casbin.verifier),
         verified(&casbin_unmemoized.verifier),
         verified(rolegraph_verifier.as_ref()),
+        verified(member_verifier.as_ref()),
     ];
 
     let rotating = |mut next: usize| {
@@ -471,6 +533,17 @@ fn bench(c: &mut Criterion) {
                 &rt,
                 &mut rolegraph,
                 || request_for(&rotation_bearers[at()]),
+                iters,
+            )
+        });
+    });
+    let mut at = rotating(0);
+    g.bench_function(BenchmarkId::new("rolegraph_membership", ROLES), |b| {
+        b.iter_custom(|iters| {
+            drive(
+                &rt,
+                &mut rolegraph_membership,
+                || request_for(&member_bearers[at()]),
                 iters,
             )
         });
@@ -531,6 +604,7 @@ fn bench(c: &mut Criterion) {
         verified(&casbin.verifier),
         verified(&casbin_unmemoized.verifier),
         verified(rolegraph_verifier.as_ref()),
+        verified(member_verifier.as_ref()),
     ];
     assert_eq!(before, after);
 

@@ -589,6 +589,17 @@ pub fn targets(all: &AllMedians) -> String {
         100.0,
         true,
     ));
+    // Like for like: rolegraph resolving the user from its memberships
+    // inside the timed path, as casbin resolves its `g` rules.
+    rows.push(ratio_row(
+        "`http/peer/rolegraph_membership/10000` (the user resolved from the engine's \
+         memberships, as casbin does) ≥ 100× faster than `http/peer/axum_casbin/10000`"
+            .into(),
+        "http/peer/axum_casbin/10000",
+        "http/peer/rolegraph_membership/10000",
+        100.0,
+        true,
+    ));
     // The same target where casbin's memo cannot answer: more active users
     // than its 200 entries, and each user's first request after a write.
     for (case, what) in [
