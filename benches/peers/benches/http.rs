@@ -77,7 +77,9 @@ use rolegraph::token::{
     DevClaims, DevIssuer, JwksVerifier, TokenError, VerifiedClaims, Verifier, VerifyFuture,
 };
 use rolegraph::{Change, ChangeMeta, Engine};
-use rolegraph_peers::engines::{casbin_rules, rolegraph_policy, CASBIN_MODEL, USER_ORG};
+use rolegraph_peers::engines::{
+    casbin_rules, rolegraph_policy, user_memberships, CASBIN_MODEL, USER_ORG,
+};
 use rolegraph_peers::workload::w1;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -449,23 +451,7 @@ fn bench(c: &mut Criterion) {
     member_policy.organization(USER_ORG);
     let member_engine = Engine::new(&member_policy).unwrap();
     member_engine
-        .apply_batch(
-            spec.users
-                .iter()
-                .map(|u| Change::SetMembership {
-                    organization: USER_ORG.to_owned(),
-                    user: u.name.clone(),
-                    roles: u
-                        .roles
-                        .iter()
-                        .map(|&r| spec.roles[r].name.clone())
-                        .collect(),
-                    groups: None,
-                    creator: false,
-                })
-                .collect(),
-            ChangeMeta::default(),
-        )
+        .apply_batch(user_memberships(&spec), ChangeMeta::default())
         .unwrap();
     let member_verifier = Arc::new(verifier());
     let member_auth =

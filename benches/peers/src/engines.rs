@@ -173,6 +173,26 @@ impl Peer for Rolegraph {
 /// The organization [`RolegraphUser`] keeps its memberships in.
 pub const USER_ORG: &str = "org_1";
 
+/// Every user of `spec` as a membership in [`USER_ORG`] holding the user's
+/// roles: what [`RolegraphUser`] and the HTTP peer bench's membership mode
+/// load into their engines.
+pub fn user_memberships(spec: &Spec) -> Vec<rolegraph::Change> {
+    spec.users
+        .iter()
+        .map(|u| rolegraph::Change::SetMembership {
+            organization: USER_ORG.to_owned(),
+            user: u.name.clone(),
+            roles: u
+                .roles
+                .iter()
+                .map(|&r| spec.roles[r].name.clone())
+                .collect(),
+            groups: None,
+            creator: false,
+        })
+        .collect()
+}
+
 /// rolegraph asked about a *user*, as casbin and Cedar are: the engine
 /// stores every user's membership (user → roles, in [`USER_ORG`]), and the
 /// timed path resolves the user's roles from it — one snapshot load, the
@@ -199,21 +219,7 @@ impl Peer for RolegraphUser {
         let mut policy = rolegraph_policy(spec);
         policy.organization(USER_ORG);
         let engine = Engine::new(&policy).unwrap();
-        let memberships: Vec<rolegraph::Change> = spec
-            .users
-            .iter()
-            .map(|u| rolegraph::Change::SetMembership {
-                organization: USER_ORG.to_owned(),
-                user: u.name.clone(),
-                roles: u
-                    .roles
-                    .iter()
-                    .map(|&r| spec.roles[r].name.clone())
-                    .collect(),
-                groups: None,
-                creator: false,
-            })
-            .collect();
+        let memberships = user_memberships(spec);
         if !memberships.is_empty() {
             engine
                 .apply_batch(memberships, ChangeMeta::default())
