@@ -24,13 +24,7 @@ use serde_json::json;
 use webhook_common::*;
 
 fn base_policy() -> Policy {
-    let mut p = Policy::new();
-    p.permission("projects:read")
-        .permission("projects:update")
-        .permission("users:write");
-    p.role("viewer").grant("projects:read");
-    p.role("editor").extends("viewer").grant("projects:update");
-    p.role("admin").extends("editor").grant("users:write");
+    let mut p = projects_policy();
     p.role("member");
     p.role("billing_admin");
     p.set_default_member_role("viewer");

@@ -23,13 +23,7 @@ use webhook_common::*;
 const ORG: &str = "org_1";
 
 fn policy() -> Policy {
-    let mut p = Policy::new();
-    p.permission("projects:read")
-        .permission("projects:update")
-        .permission("users:write");
-    p.role("viewer").grant("projects:read");
-    p.role("editor").extends("viewer").grant("projects:update");
-    p.role("admin").extends("editor").grant("users:write");
+    let mut p = projects_policy();
     p.organization(ORG);
     p
 }
@@ -57,11 +51,7 @@ fn directory(kind: &str, evt: &str, t: u32, user: &str, roles: &[&str]) -> Vec<u
 }
 
 fn roles(h: &Handler, user: &str) -> Option<Vec<String>> {
-    h.engine().snapshot().membership(ORG, user).map(|m| {
-        let mut r = m.roles.clone();
-        r.sort();
-        r
-    })
+    membership_roles(h, ORG, user)
 }
 
 fn applied(h: &Handler, id: &str, body: &[u8]) {

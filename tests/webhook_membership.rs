@@ -25,13 +25,7 @@ use serde_json::json;
 use webhook_common::*;
 
 fn base_policy() -> Policy {
-    let mut p = Policy::new();
-    p.permission("projects:read")
-        .permission("projects:update")
-        .permission("users:write");
-    p.role("viewer").grant("projects:read");
-    p.role("editor").extends("viewer").grant("projects:update");
-    p.role("admin").extends("editor").grant("users:write");
+    let mut p = projects_policy();
     p.set_default_member_role("viewer");
     p
 }
@@ -120,11 +114,7 @@ fn membership_event(kind: &str, evt: &str, t: u32, org: &str, usr: &str, email: 
 }
 
 fn roles(h: &Handler, org: &str, user: &str) -> Option<Vec<String>> {
-    h.engine().snapshot().membership(org, user).map(|m| {
-        let mut r = m.roles.clone();
-        r.sort();
-        r
-    })
+    membership_roles(h, org, user)
 }
 
 fn may(h: &Handler, org: &str, user: &str, permission: &str) -> bool {

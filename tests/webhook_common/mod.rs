@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rolegraph::scalekit::{Handler, Verifier, WebhookOutcome};
+use rolegraph::Policy;
 use serde_json::{json, Value};
 
 /// The test vector's secret (key bytes `testsecret`).
@@ -129,10 +130,27 @@ pub fn label(o: &WebhookOutcome) -> (&'static str, u16) {
 
 /// Roles of `user` (email key) in `org`, sorted.
 pub fn roles_of(handler: &Handler, org: &str, user: &str) -> Option<Vec<String>> {
-    let key = format!("{user}@example.com");
-    handler.engine().snapshot().membership(org, &key).map(|m| {
+    membership_roles(handler, org, &format!("{user}@example.com"))
+}
+
+/// Roles of the membership stored under `key` in `org`, sorted.
+pub fn membership_roles(handler: &Handler, org: &str, key: &str) -> Option<Vec<String>> {
+    handler.engine().snapshot().membership(org, key).map(|m| {
         let mut r = m.roles.clone();
         r.sort();
         r
     })
+}
+
+/// The webhook tests' base policy: `projects:read`, `projects:update`,
+/// `users:write`, and `viewer` < `editor` < `admin` granting one each.
+pub fn projects_policy() -> Policy {
+    let mut p = Policy::new();
+    p.permission("projects:read")
+        .permission("projects:update")
+        .permission("users:write");
+    p.role("viewer").grant("projects:read");
+    p.role("editor").extends("viewer").grant("projects:update");
+    p.role("admin").extends("editor").grant("users:write");
+    p
 }
