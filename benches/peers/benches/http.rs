@@ -2,7 +2,19 @@
 //! same route (`GET /data500`, W1 at 10,000 roles), the same tower stack and
 //! handler, driven directly on a current-thread runtime (no sockets), over a
 //! rotation of 1,024 distinct users (the 100 users allowed on that route and
-//! 924 others, interleaved), each with its own RS256 access token.
+//! 924 others), each with its own RS256 access token.
+//!
+//! The users arrive as independent users do: each request is one of the
+//! 1,024 drawn uniformly at random (a seeded sequence, the same for every
+//! id), not a fixed cycle. A cycle is what casbin's memo (TinyLFU admission)
+//! handles worst and most unevenly: it keeps a fixed set of 200 users, so a
+//! window of the cycle is all hits or all misses, and a criterion sample of a
+//! few requests measured one or the other. With random arrivals every window
+//! holds the steady mix of hits and misses. casbin's ids that cost
+//! milliseconds per request are measured as 10 samples of equal size (flat
+//! sampling), each many requests long, so each sample's mean, and the median
+//! of the samples, is the steady-state cost per request; the bench prints
+//! the memo's hits and misses counted while each was timed.
 //!
 //! Both sides do the same work per request: the bearer token is verified by
 //! the same verifier (`JwksVerifier`, each side its own instance, every
@@ -15,8 +27,8 @@
 //!   - `axum_casbin`: casbin's memo on (its default: a mini-moka cache of
 //!     200 entries, TinyLFU admission): a decision memoized per (subject,
 //!     path, method), which also keeps serving a revoked role until the
-//!     memo is cleared. A steady rotation of more users than it holds mostly
-//!     misses (the bench prints the hit rates);
+//!     memo is cleared. 1,024 users arriving at random over 200 entries
+//!     mostly miss (the bench prints the hit rates); 10 flat samples;
 //!   - `axum_casbin_unmemoized`: the same layer with the memo replaced by
 //!     one that never remembers (`CachedApi::set_cache`): a full `enforce`
 //!     per request. Measured with 10 samples.
@@ -38,11 +50,11 @@
 //! - `axum_casbin_decision`, `rolegraph_decision`: each side's decision
 //!   without the token step, the subject handed over in the request
 //!   (casbin: `CasbinVals` in the extensions; rolegraph: a short `u<k>`
-//!   token that indexes claims verified before).
+//!   token that indexes claims verified before). casbin's: 10 flat samples.
 //!
 //! casbin's memo under other traffic:
 //!
-//! - `*_population`: 10,000 distinct active users in rotation, each side's
+//! - `*_population`: 10,000 distinct active users arriving at random, each side's
 //!   verifier holding all their tokens (casbin's memo counted; 10 samples
 //!   for casbin);
 //! - `*_after_change`: each user's first request after a policy write (an
@@ -71,7 +83,7 @@ use axum_casbin::casbin::{
     Cache, CachedApi, CachedEnforcer, CoreApi, DefaultCache, DefaultModel, MemoryAdapter, MgmtApi,
 };
 use axum_casbin::{CasbinAxumLayer, CasbinVals};
-use criterion::{criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode};
 use rolegraph::http::{AuthorizeLayer, Mode};
 use rolegraph::token::{
     DevClaims, DevIssuer, JwksVerifier, TokenError, VerifiedClaims, Verifier, VerifyFuture,
@@ -160,32 +172,64 @@ impl Verifier for IndexVerifier {
     }
 }
 
+/// Requests arriving from `users` distinct users, each request's user drawn
+/// uniformly at random: `len` user positions from a fixed seed (splitmix64,
+/// Lemire's range reduction), the same sequence on every run and every id.
+fn arrivals(users: usize, len: usize) -> Vec<u32> {
+    let mut state: u64 = 0x5eed_0fa1_11d5;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (((z >> 32) * users as u64) >> 32) as u32
+        })
+        .collect()
+}
+
+/// Requests per arrival sequence: it repeats after this many, far more
+/// than any casbin id sends (milliseconds each).
+const ARRIVALS: usize = 1 << 16;
+
+/// The next user position of `order`, from `start` on, cyclically. Each id
+/// starts at its own place in the sequence: two ids over one memo starting
+/// at the same place, the second would ask for the users the first just put
+/// into it.
+fn arriving(order: &[u32], start: usize) -> impl FnMut() -> usize + '_ {
+    let mut next = start % order.len();
+    move || {
+        let at = order[next] as usize;
+        next = (next + 1) % order.len();
+        at
+    }
+}
+
 /// The hit rate of casbin's default memo (the same `DefaultCache` of 200
 /// entries, keyed as `CachedEnforcer` keys it: the hash of
 /// `[subject, path, method]`) when `users` distinct users request one route
-/// in rotation: the hits of the last of `passes` passes, over `users`.
-fn memo_hit_rate(users: usize, passes: usize) -> f64 {
+/// in the bench's random arrival order: the hits of the last half of
+/// `ARRIVALS` requests.
+fn memo_hit_rate(users: usize) -> f64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let memo: DefaultCache<u64, bool> = DefaultCache::new(CASBIN_MEMO);
-    let key = |k: usize| {
+    let key = |k: u32| {
         let mut h = DefaultHasher::new();
         vec![format!("user{k}"), "/data500".to_owned(), "GET".to_owned()].hash(&mut h);
         h.finish()
     };
+    let order = arrivals(users, ARRIVALS);
     let mut hits = 0;
-    for pass in 0..passes {
-        hits = 0;
-        for k in 0..users {
-            let key = key(k);
-            if memo.get(&key).is_some() {
-                hits += 1;
-            } else {
-                memo.set(key, true);
-            }
+    for (n, &k) in order.iter().enumerate() {
+        let key = key(k);
+        if memo.get(&key).is_some() {
+            hits += usize::from(n >= ARRIVALS / 2);
+        } else {
+            memo.set(key, true);
         }
-        let _ = pass;
     }
-    hits as f64 / users as f64
+    hits as f64 / (ARRIVALS / 2) as f64
 }
 
 /// The authentication axum-casbin expects in front of it: verifies the
@@ -297,7 +341,16 @@ fn bench(c: &mut Criterion) {
         }
     };
     let shared = |e: CachedEnforcer| Arc::new(tokio::sync::RwLock::new(e));
-    let casbin_enforcer = shared(enforcer());
+    // casbin's default memo, counted (the same 200-entry cache
+    // `CachedEnforcer::new` makes).
+    let (memo_hits, memo_misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut memoized = enforcer();
+    memoized.set_cache(Box::new(CountingMemo {
+        inner: DefaultCache::new(CASBIN_MEMO),
+        hits: Arc::clone(&memo_hits),
+        misses: Arc::clone(&memo_misses),
+    }));
+    let casbin_enforcer = shared(memoized);
     let mut casbin = casbin_stack(Arc::clone(&casbin_enforcer));
     let mut unmemoized = enforcer();
     unmemoized.set_cache(Box::new(NoMemo));
@@ -489,30 +542,12 @@ fn bench(c: &mut Criterion) {
         verified(member_verifier.as_ref()),
     ];
 
-    let rotating = |mut next: usize| {
-        move || {
-            next = (next + 1) % 1024;
-            next
-        }
-    };
+    // Every rotating id draws its users from the same random arrivals. Each
+    // id keeps its position across criterion's calls of the routine (one per
+    // sample and warm-up step), so its samples go on through the sequence.
+    let order = arrivals(rotation.len(), ARRIVALS);
     let mut g = c.benchmark_group("http/peer");
-    // Each position is kept across criterion's calls of the routine (one
-    // per sample and warm-up step), so that every sample goes on through the
-    // rotation instead of starting it again: restarted, the samples of a
-    // slow side (a few requests each) only ever ask for the first users, and
-    // casbin's 200-entry memo answers them all.
-    let mut at = rotating(0);
-    g.bench_function(BenchmarkId::new("axum_casbin", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut casbin,
-                || request_for(&rotation_bearers[at()]),
-                iters,
-            )
-        });
-    });
-    let mut at = rotating(0);
+    let mut at = arriving(&order, 1 << 12);
     g.bench_function(BenchmarkId::new("rolegraph", ROLES), |b| {
         b.iter_custom(|iters| {
             drive(
@@ -523,7 +558,7 @@ fn bench(c: &mut Criterion) {
             )
         });
     });
-    let mut at = rotating(0);
+    let mut at = arriving(&order, 2 << 12);
     g.bench_function(BenchmarkId::new("rolegraph_membership", ROLES), |b| {
         b.iter_custom(|iters| {
             drive(
@@ -534,7 +569,7 @@ fn bench(c: &mut Criterion) {
             )
         });
     });
-    let mut at = rotating(0);
+    let mut at = arriving(&order, 3 << 12);
     g.bench_function(BenchmarkId::new("verified_only", ROLES), |b| {
         b.iter_custom(|iters| {
             drive(
@@ -545,11 +580,7 @@ fn bench(c: &mut Criterion) {
             )
         });
     });
-    let mut at = rotating(0);
-    g.bench_function(BenchmarkId::new("axum_casbin_decision", ROLES), |b| {
-        b.iter_custom(|iters| drive(&rt, &mut casbin_decision, || decision_casbin(at()), iters));
-    });
-    let mut at = rotating(0);
+    let mut at = arriving(&order, 4 << 12);
     g.bench_function(BenchmarkId::new("rolegraph_decision", ROLES), |b| {
         b.iter_custom(|iters| {
             drive(
@@ -568,10 +599,51 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    // Milliseconds per request: 10 samples.
+    // casbin over the rotation: most requests miss its memo and cost
+    // milliseconds, a few hit it and cost microseconds. 10 samples of equal
+    // size, each many requests long, so that every sample holds the steady
+    // mix; the memo's hits and misses are counted while each id runs.
     let mut g = c.benchmark_group("http/peer");
-    g.sample_size(10);
-    let mut at = rotating(0);
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    let memo_counted = |id: &str, run: &mut dyn FnMut()| {
+        memo_hits.store(0, Ordering::Relaxed);
+        memo_misses.store(0, Ordering::Relaxed);
+        run();
+        let (h, m) = (
+            memo_hits.load(Ordering::Relaxed),
+            memo_misses.load(Ordering::Relaxed),
+        );
+        // Nothing counted: the id was filtered out of this run.
+        if h + m == 0 {
+            return;
+        }
+        eprintln!(
+            "{id}: casbin memo hits {h}, misses {m} ({:.1} % hits, warm-up included)",
+            100.0 * h as f64 / (h + m).max(1) as f64
+        );
+    };
+    let mut at = arriving(&order, 5 << 12);
+    memo_counted("axum_casbin", &mut || {
+        g.bench_function(BenchmarkId::new("axum_casbin", ROLES), |b| {
+            b.iter_custom(|iters| {
+                drive(
+                    &rt,
+                    &mut casbin,
+                    || request_for(&rotation_bearers[at()]),
+                    iters,
+                )
+            });
+        });
+    });
+    let mut at = arriving(&order, 6 << 12);
+    memo_counted("axum_casbin_decision", &mut || {
+        g.bench_function(BenchmarkId::new("axum_casbin_decision", ROLES), |b| {
+            b.iter_custom(|iters| {
+                drive(&rt, &mut casbin_decision, || decision_casbin(at()), iters)
+            });
+        });
+    });
+    let mut at = arriving(&order, 7 << 12);
     g.bench_function(BenchmarkId::new("axum_casbin_unmemoized", ROLES), |b| {
         b.iter_custom(|iters| {
             drive(
@@ -595,17 +667,18 @@ fn bench(c: &mut Criterion) {
     assert_eq!(before, after);
 
     // What casbin's default memo holds (untimed, the memo alone): the hit
-    // rate of a steady rotation of n users over one route.
+    // rate of n users arriving at random over one route.
     for users in [100, CASBIN_MEMO, 1_024, ACTIVE, spec.users.len()] {
         eprintln!(
-            "casbin's default memo ({CASBIN_MEMO} entries), {users} users rotating: {:.1} % hits",
-            100.0 * memo_hit_rate(users, 3)
+            "casbin's default memo ({CASBIN_MEMO} entries), {users} users arriving at random: {:.1} % hits",
+            100.0 * memo_hit_rate(users)
         );
     }
 
-    // The population: 10,000 distinct active users in rotation (100 allowed
-    // on the route). Each side gets a verifier whose token cache holds them
-    // all, warmed untimed; casbin's memo is its default one, counted.
+    // The population: 10,000 distinct active users arriving at random (100
+    // allowed on the route). Each side gets a verifier whose token cache
+    // holds them all, warmed untimed; casbin's memo is a fresh default one,
+    // counted.
     let population = rotation_of(ACTIVE);
     let population_bearers: Vec<String> = population
         .iter()
@@ -619,15 +692,14 @@ fn bench(c: &mut Criterion) {
                 .unwrap(),
         )
     };
-    let (hits, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     rt.block_on(async {
         casbin_enforcer
             .write()
             .await
             .set_cache(Box::new(CountingMemo {
                 inner: DefaultCache::new(CASBIN_MEMO),
-                hits: Arc::clone(&hits),
-                misses: Arc::clone(&misses),
+                hits: Arc::clone(&memo_hits),
+                misses: Arc::clone(&memo_misses),
             }));
     });
     let mut casbin_population = VerifySubject {
@@ -663,41 +735,31 @@ fn bench(c: &mut Criterion) {
         verified(&casbin_population.verifier),
         verified(&rolegraph_population_verifier),
     ];
-    hits.store(0, Ordering::Relaxed);
-    misses.store(0, Ordering::Relaxed);
+    let population_order = arrivals(ACTIVE, ARRIVALS);
     let mut g = c.benchmark_group("http/peer");
-    g.sample_size(10);
-    let mut next = 0;
-    g.bench_function(BenchmarkId::new("axum_casbin_population", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut casbin_population,
-                || {
-                    next = (next + 1) % ACTIVE;
-                    request_for(&population_bearers[next])
-                },
-                iters,
-            )
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    let mut at = arriving(&population_order, 8 << 12);
+    memo_counted("axum_casbin_population", &mut || {
+        g.bench_function(BenchmarkId::new("axum_casbin_population", ROLES), |b| {
+            b.iter_custom(|iters| {
+                drive(
+                    &rt,
+                    &mut casbin_population,
+                    || request_for(&population_bearers[at()]),
+                    iters,
+                )
+            });
         });
     });
     g.finish();
-    let (h, m) = (hits.load(Ordering::Relaxed), misses.load(Ordering::Relaxed));
-    eprintln!(
-        "axum_casbin_population: memo hits {h}, misses {m} ({:.1} % hits)",
-        100.0 * h as f64 / (h + m).max(1) as f64
-    );
     let mut g = c.benchmark_group("http/peer");
-    let mut next = 0;
+    let mut at = arriving(&population_order, 9 << 12);
     g.bench_function(BenchmarkId::new("rolegraph_population", ROLES), |b| {
         b.iter_custom(|iters| {
             drive(
                 &rt,
                 &mut rolegraph_population,
-                || {
-                    next = (next + 1) % ACTIVE;
-                    request_for(&population_bearers[next])
-                },
+                || request_for(&population_bearers[at()]),
                 iters,
             )
         });
