@@ -83,7 +83,8 @@ use axum_casbin::casbin::{
     Cache, CachedApi, CachedEnforcer, CoreApi, DefaultCache, DefaultModel, MemoryAdapter, MgmtApi,
 };
 use axum_casbin::{CasbinAxumLayer, CasbinVals};
-use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode};
+use criterion::measurement::WallTime;
+use criterion::{criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use rolegraph::http::{AuthorizeLayer, Mode};
 use rolegraph::token::{
     DevClaims, DevIssuer, JwksVerifier, TokenError, VerifiedClaims, Verifier, VerifyFuture,
@@ -193,16 +194,20 @@ fn arrivals(users: usize, len: usize) -> Vec<u32> {
 /// than any casbin id sends (milliseconds each).
 const ARRIVALS: usize = 1 << 16;
 
-/// The next user position of `order`, from `start` on, cyclically. Each id
-/// starts at its own place in the sequence: two ids over one memo starting
-/// at the same place, the second would ask for the users the first just put
-/// into it.
-fn arriving(order: &[u32], start: usize) -> impl FnMut() -> usize + '_ {
+/// The requests of the users `order` names, from `start` on, cyclically:
+/// `request(k)` for user position `k`. Each id starts at its own place in
+/// the sequence: two ids over one memo starting at the same place, the
+/// second would ask for the users the first just put into it.
+fn arriving<'a>(
+    order: &'a [u32],
+    start: usize,
+    request: impl Fn(usize) -> Request<Body> + 'a,
+) -> impl FnMut() -> Request<Body> + 'a {
     let mut next = start % order.len();
     move || {
         let at = order[next] as usize;
         next = (next + 1) % order.len();
-        at
+        request(at)
     }
 }
 
@@ -547,56 +552,37 @@ fn bench(c: &mut Criterion) {
     // sample and warm-up step), so its samples go on through the sequence.
     let order = arrivals(rotation.len(), ARRIVALS);
     let mut g = c.benchmark_group("http/peer");
-    let mut at = arriving(&order, 1 << 12);
-    g.bench_function(BenchmarkId::new("rolegraph", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut rolegraph,
-                || request_for(&rotation_bearers[at()]),
-                iters,
-            )
-        });
-    });
-    let mut at = arriving(&order, 2 << 12);
-    g.bench_function(BenchmarkId::new("rolegraph_membership", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut rolegraph_membership,
-                || request_for(&member_bearers[at()]),
-                iters,
-            )
-        });
-    });
-    let mut at = arriving(&order, 3 << 12);
-    g.bench_function(BenchmarkId::new("verified_only", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut verified_only,
-                || request_for(&rotation_bearers[at()]),
-                iters,
-            )
-        });
-    });
-    let mut at = arriving(&order, 4 << 12);
-    g.bench_function(BenchmarkId::new("rolegraph_decision", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut rolegraph_decision,
-                || request_for(&decision_bearers[at()]),
-                iters,
-            )
-        });
-    });
-    g.bench_function(BenchmarkId::new("axum_casbin_repeated", ROLES), |b| {
-        b.iter_custom(|iters| drive(&rt, &mut casbin, request, iters));
-    });
-    g.bench_function(BenchmarkId::new("rolegraph_repeated", ROLES), |b| {
-        b.iter_custom(|iters| drive(&rt, &mut rolegraph, request, iters));
-    });
+    let rt = &rt;
+    timed(
+        &mut g,
+        rt,
+        "rolegraph",
+        &mut rolegraph,
+        arriving(&order, 1 << 12, |k| request_for(&rotation_bearers[k])),
+    );
+    timed(
+        &mut g,
+        rt,
+        "rolegraph_membership",
+        &mut rolegraph_membership,
+        arriving(&order, 2 << 12, |k| request_for(&member_bearers[k])),
+    );
+    timed(
+        &mut g,
+        rt,
+        "verified_only",
+        &mut verified_only,
+        arriving(&order, 3 << 12, |k| request_for(&rotation_bearers[k])),
+    );
+    timed(
+        &mut g,
+        rt,
+        "rolegraph_decision",
+        &mut rolegraph_decision,
+        arriving(&order, 4 << 12, |k| request_for(&decision_bearers[k])),
+    );
+    timed(&mut g, rt, "axum_casbin_repeated", &mut casbin, request);
+    timed(&mut g, rt, "rolegraph_repeated", &mut rolegraph, request);
     g.finish();
 
     // casbin over the rotation: most requests miss its memo and cost
@@ -619,41 +605,30 @@ fn bench(c: &mut Criterion) {
         }
         eprintln!(
             "{id}: casbin memo hits {h}, misses {m} ({:.1} % hits, warm-up included)",
-            100.0 * h as f64 / (h + m).max(1) as f64
+            100.0 * h as f64 / (h + m) as f64
         );
     };
-    let mut at = arriving(&order, 5 << 12);
     memo_counted("axum_casbin", &mut || {
-        g.bench_function(BenchmarkId::new("axum_casbin", ROLES), |b| {
-            b.iter_custom(|iters| {
-                drive(
-                    &rt,
-                    &mut casbin,
-                    || request_for(&rotation_bearers[at()]),
-                    iters,
-                )
-            });
-        });
+        let requests = arriving(&order, 5 << 12, |k| request_for(&rotation_bearers[k]));
+        timed(&mut g, rt, "axum_casbin", &mut casbin, requests);
     });
-    let mut at = arriving(&order, 6 << 12);
     memo_counted("axum_casbin_decision", &mut || {
-        g.bench_function(BenchmarkId::new("axum_casbin_decision", ROLES), |b| {
-            b.iter_custom(|iters| {
-                drive(&rt, &mut casbin_decision, || decision_casbin(at()), iters)
-            });
-        });
+        let requests = arriving(&order, 6 << 12, decision_casbin);
+        timed(
+            &mut g,
+            rt,
+            "axum_casbin_decision",
+            &mut casbin_decision,
+            requests,
+        );
     });
-    let mut at = arriving(&order, 7 << 12);
-    g.bench_function(BenchmarkId::new("axum_casbin_unmemoized", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut casbin_unmemoized,
-                || request_for(&rotation_bearers[at()]),
-                iters,
-            )
-        });
-    });
+    timed(
+        &mut g,
+        rt,
+        "axum_casbin_unmemoized",
+        &mut casbin_unmemoized,
+        arriving(&order, 7 << 12, |k| request_for(&rotation_bearers[k])),
+    );
     g.finish();
 
     // No side verified a signature while timed: every request was a cache
@@ -738,32 +713,29 @@ fn bench(c: &mut Criterion) {
     let population_order = arrivals(ACTIVE, ARRIVALS);
     let mut g = c.benchmark_group("http/peer");
     g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    let mut at = arriving(&population_order, 8 << 12);
     memo_counted("axum_casbin_population", &mut || {
-        g.bench_function(BenchmarkId::new("axum_casbin_population", ROLES), |b| {
-            b.iter_custom(|iters| {
-                drive(
-                    &rt,
-                    &mut casbin_population,
-                    || request_for(&population_bearers[at()]),
-                    iters,
-                )
-            });
+        let requests = arriving(&population_order, 8 << 12, |k| {
+            request_for(&population_bearers[k])
         });
+        timed(
+            &mut g,
+            rt,
+            "axum_casbin_population",
+            &mut casbin_population,
+            requests,
+        );
     });
     g.finish();
     let mut g = c.benchmark_group("http/peer");
-    let mut at = arriving(&population_order, 9 << 12);
-    g.bench_function(BenchmarkId::new("rolegraph_population", ROLES), |b| {
-        b.iter_custom(|iters| {
-            drive(
-                &rt,
-                &mut rolegraph_population,
-                || request_for(&population_bearers[at()]),
-                iters,
-            )
-        });
-    });
+    timed(
+        &mut g,
+        rt,
+        "rolegraph_population",
+        &mut rolegraph_population,
+        arriving(&population_order, 9 << 12, |k| {
+            request_for(&population_bearers[k])
+        }),
+    );
     g.finish();
     assert_eq!(
         population_before,
@@ -822,7 +794,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("axum_casbin_after_change", ROLES), |b| {
         b.iter_custom(|iters| {
             drive_after_writes(
-                &rt,
+                rt,
                 &mut casbin,
                 |k| request_for(&rotation_bearers[k]),
                 (&mut at, rotation.len()),
@@ -837,7 +809,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("rolegraph_after_change", ROLES), |b| {
         b.iter_custom(|iters| {
             drive_after_writes(
-                &rt,
+                rt,
                 &mut rolegraph,
                 |k| request_for(&rotation_bearers[k]),
                 (&mut at, rotation.len()),
@@ -884,6 +856,24 @@ where
         left -= n;
     }
     total
+}
+
+/// Times `id` (at `ROLES`) in `g`: `svc` answering `request()` after
+/// `request()`, one request an iteration.
+fn timed<S, F>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    svc: &mut S,
+    mut request: F,
+) where
+    S: Service<Request<Body>>,
+    S::Error: std::fmt::Debug,
+    F: FnMut() -> Request<Body>,
+{
+    g.bench_function(BenchmarkId::new(id, ROLES), |b| {
+        b.iter_custom(|iters| drive(rt, svc, &mut request, iters));
+    });
 }
 
 /// One request's status.
