@@ -388,52 +388,37 @@ async fn casbin_change<E: MgmtApi>(e: &mut E, spec: &Spec, change: &Change, stat
     assert!(e.add_policy(line(change.grant(state))).await.unwrap());
 }
 
-/// casbin 2.20's [`Enforcer`], in memory.
-pub struct Casbin {
-    enforcer: Enforcer,
+/// A casbin 2.20 enforcer kind, with the name its rows are reported under.
+pub trait CasbinKind: CoreApi + MgmtApi {
+    /// The engine's name in benchmark ids and reports.
+    const NAME: &'static str;
+}
+
+impl CasbinKind for Enforcer {
+    const NAME: &'static str = "casbin";
+}
+
+/// Decisions memoized per request tuple (cache of 200), cleared on every
+/// policy change.
+impl CasbinKind for CachedEnforcer {
+    const NAME: &'static str = "casbin_cached";
+}
+
+/// casbin 2.20, in memory: [`Casbin`] and [`CasbinCached`].
+pub struct CasbinPeer<E> {
+    enforcer: E,
     runtime: tokio::runtime::Runtime,
 }
 
-impl Peer for Casbin {
-    const NAME: &'static str = "casbin";
-    type Request = CasbinRequest;
-
-    fn build(spec: &Spec, config: Config) -> Self {
-        let runtime = runtime();
-        let enforcer = runtime
-            .block_on(load_casbin(spec, config.casbin_max_hierarchy_level))
-            .unwrap();
-        Self { enforcer, runtime }
-    }
-
-    fn request(&self, spec: &Spec, query: &Query) -> CasbinRequest {
-        casbin_request(spec, query)
-    }
-
-    #[inline]
-    fn decide(&self, r: &CasbinRequest) -> bool {
-        r.subjects.iter().any(|s| {
-            self.enforcer
-                .enforce((s.as_str(), r.object.as_str(), r.action.as_str()))
-                .unwrap()
-        })
-    }
-
-    fn apply(&mut self, spec: &Spec, change: &Change, state: bool) {
-        self.runtime
-            .block_on(casbin_change(&mut self.enforcer, spec, change, state));
-    }
-}
+/// casbin 2.20's [`Enforcer`], in memory.
+pub type Casbin = CasbinPeer<Enforcer>;
 
 /// casbin 2.20's [`CachedEnforcer`]: decisions memoized per request tuple
 /// (cache of 200), cleared on every policy change.
-pub struct CasbinCached {
-    enforcer: CachedEnforcer,
-    runtime: tokio::runtime::Runtime,
-}
+pub type CasbinCached = CasbinPeer<CachedEnforcer>;
 
-impl Peer for CasbinCached {
-    const NAME: &'static str = "casbin_cached";
+impl<E: CasbinKind> Peer for CasbinPeer<E> {
+    const NAME: &'static str = E::NAME;
     type Request = CasbinRequest;
 
     fn build(spec: &Spec, config: Config) -> Self {
