@@ -124,26 +124,39 @@ pub fn ratio(r: f64) -> String {
 /// The Markdown table: one row per group and size, one column per engine,
 /// each cell the median and, for peers, the peer's median over rolegraph's.
 pub fn table(m: &Medians) -> String {
+    let columns = ENGINES.map(|e| (e, e));
+    engine_table(m, &GROUPS, &columns, "rolegraph")
+}
+
+/// One row per group of `groups` (`(group, what its size means)`) and size,
+/// one column per `(engine, title)`, each cell the median and, for every
+/// engine but `base`, its median over `base`'s.
+fn engine_table(
+    m: &Medians,
+    groups: &[(&str, &str)],
+    columns: &[(&str, &str)],
+    base: &str,
+) -> String {
     let mut out = String::from("| workload | size |");
-    for e in ENGINES {
-        let _ = write!(out, " {e} |");
+    for (_, title) in columns {
+        let _ = write!(out, " {title} |");
     }
     out.push_str("\n|---|---:|");
-    for _ in ENGINES {
+    for _ in columns {
         out.push_str("---:|");
     }
     out.push('\n');
-    for (group, what) in &GROUPS {
+    for (group, what) in groups {
         for ((g, size), row) in m.range((group.to_string(), 0)..=(group.to_string(), u64::MAX)) {
-            let base = row.get("rolegraph").copied();
+            let b = row.get(base).copied();
             let _ = write!(
                 out,
                 "| `{}` | {size} {what} |",
                 g.trim_start_matches("peers/")
             );
-            for e in ENGINES {
-                match (row.get(e), base) {
-                    (Some(&v), Some(b)) if e != "rolegraph" => {
+            for (e, _) in columns {
+                match (row.get(*e), b) {
+                    (Some(&v), Some(b)) if *e != base => {
                         let _ = write!(out, " {} ({}) |", human(v), ratio(v / b));
                     }
                     (Some(&v), _) => {
@@ -317,38 +330,8 @@ pub fn user_table(m: &Medians) -> String {
         ("cedar_flat", "cedar_flat"),
         ("naive", "naive"),
     ];
-    let mut out = String::from("| workload | size |");
-    for (_, title) in columns {
-        let _ = write!(out, " {title} |");
-    }
-    out.push_str("\n|---|---:|");
-    for _ in columns {
-        out.push_str("---:|");
-    }
-    out.push('\n');
-    for group in ["peers/w1_allow", "peers/w1_deny"] {
-        for ((g, size), row) in m.range((group.to_owned(), 0)..=(group.to_owned(), u64::MAX)) {
-            let base = row.get("rolegraph_user").copied();
-            let _ = write!(
-                out,
-                "| `{}` | {size} roles |",
-                g.trim_start_matches("peers/")
-            );
-            for (e, _) in columns {
-                match (row.get(e), base) {
-                    (Some(&v), Some(b)) if e != "rolegraph_user" => {
-                        let _ = write!(out, " {} ({}) |", human(v), ratio(v / b));
-                    }
-                    (Some(&v), _) => {
-                        let _ = write!(out, " **{}** |", human(v));
-                    }
-                    (None, _) => out.push_str(" — |"),
-                }
-            }
-            out.push('\n');
-        }
-    }
-    out
+    let groups = [("peers/w1_allow", "roles"), ("peers/w1_deny", "roles")];
+    engine_table(m, &groups, &columns, "rolegraph_user")
 }
 
 /// Every criterion result: full benchmark id (`check/principal/100`,
@@ -761,6 +744,52 @@ new a
             err,
             "block `a`: refused a\nblock `b`: refused b\nblock `c` has no `<!-- /generated -->`"
         );
+    }
+
+    #[test]
+    fn engine_tables_put_each_median_over_its_base() {
+        let m: Medians = [
+            ("peers/w1_allow", 10_000, "rolegraph", 50.0),
+            ("peers/w1_allow", 10_000, "rolegraph_user", 100.0),
+            ("peers/w1_allow", 10_000, "casbin", 2_000_000.0),
+            ("peers/w1_allow", 100, "casbin", 3_000.0),
+            ("peers/w2_chain", 8, "rolegraph", 40.0),
+        ]
+        .into_iter()
+        .fold(Medians::new(), |mut m, (g, size, e, v)| {
+            m.entry((g.to_owned(), size))
+                .or_default()
+                .insert(e.to_owned(), v);
+            m
+        });
+        let by_token = table(&m);
+        let lines: Vec<&str> = by_token.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| workload | size | rolegraph | rolegraph_user | casbin | casbin_cached | cedar_per_role | cedar_flat | naive |"
+        );
+        // Sizes in numeric order; no base: the median alone.
+        assert_eq!(
+            lines[2],
+            "| `w1_allow` | 100 roles | — | — | **3.00 µs** | — | — | — | — |"
+        );
+        assert_eq!(
+            lines[3],
+            "| `w1_allow` | 10000 roles | **50.0 ns** | 100 ns (2.00×) | 2.00 ms (40,000×) | — | — | — | — |"
+        );
+        assert_eq!(
+            lines[4],
+            "| `w2_chain` | 8 roles deep | **40.0 ns** | — | — | — | — | — | — |"
+        );
+        assert_eq!(lines.len(), 5);
+        // The user table: over `rolegraph_user`, W1 only.
+        let by_user = user_table(&m);
+        let lines: Vec<&str> = by_user.lines().collect();
+        assert_eq!(
+            lines[3],
+            "| `w1_allow` | 10000 roles | **100 ns** | 50.0 ns (0.50×) | 2.00 ms (20,000×) | — | — | — | — |"
+        );
+        assert_eq!(lines.len(), 4);
     }
 
     #[test]
