@@ -1244,8 +1244,9 @@ impl Engine {
                 None => None,
             };
             memberships.push(RolesChanged {
-                organization: org.to_string(),
-                user: user.to_string(),
+                // Copied, not formatted (`to_string` goes through `Display`).
+                organization: String::from(&*org),
+                user: String::from(&*user),
                 before: before.as_ref().map(|m| m.roles.clone()).unwrap_or_default(),
                 after: after
                     .as_ref()
