@@ -83,14 +83,20 @@ fn op() -> impl Strategy<Value = Change> {
         } else {
             Change::RevokePermission { organization: None, role: "editor".into(), permission: "doc:write".into() }
         }),
-        // A group mapping or a default changes how memberships resolve:
-        // the index is built again from the model.
-        1 => prop::collection::vec(0..ROLES.len(), 0..2).prop_map(move |r| Change::SetGroupRoles {
+    ]
+}
+
+/// A group mapping or a default: changes how every membership resolves,
+/// so the index is built again from the model.
+fn remap() -> impl Strategy<Value = Change> {
+    let names = |r: Vec<usize>| r.into_iter().map(|i| ROLES[i].to_owned()).collect();
+    prop_oneof![
+        prop::collection::vec(0..ROLES.len(), 0..2).prop_map(move |r| Change::SetGroupRoles {
             organization: org(1),
             group: "Ops".into(),
             roles: names(r),
         }),
-        1 => prop::option::of(0..ROLES.len()).prop_map(|r| Change::SetOrganizationDefaultRole {
+        prop::option::of(0..ROLES.len()).prop_map(|r| Change::SetOrganizationDefaultRole {
             organization: org(2),
             role: r.map(|i| ROLES[i].to_owned()),
         }),
@@ -101,8 +107,14 @@ fn op() -> impl Strategy<Value = Change> {
 /// more than a shard's worth: the index is built anew).
 fn batch() -> impl Strategy<Value = Vec<Change>> {
     prop_oneof![
-        prop::collection::vec(op(), 1..6),
+        prop::collection::vec(prop_oneof![9 => op(), 1 => remap()], 1..6),
         prop::collection::vec(op(), 150..400),
+        (prop::collection::vec(op(), 150..400), remap(), 0..150usize).prop_map(
+            |(mut batch, remap, at)| {
+                batch.insert(at.min(batch.len()), remap);
+                batch
+            }
+        ),
     ]
 }
 
