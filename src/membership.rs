@@ -743,6 +743,31 @@ impl crate::snapshot::Data {
 mod tests {
     use super::*;
 
+    fn m(role: &str) -> Arc<Membership> {
+        Arc::new(Membership {
+            roles: vec![role.to_owned()],
+            groups: Vec::new(),
+        })
+    }
+
+    /// `insert_user` is told the user is new; when they are not, it must
+    /// still keep their other organizations and count right.
+    #[test]
+    fn inserting_a_user_thought_new_keeps_their_memberships() {
+        let mut members = Members::default();
+        members.insert_user("o1", "u", m("a"));
+        assert_eq!(members.len(), 1);
+        members.insert_user("o2", "u", m("b"));
+        members.insert_user("o1", "u", m("c"));
+        members.insert_user("o1", "v", m("d"));
+        assert_eq!(members.len(), 3);
+        let roles = |o, u| members.get(o, u).map(|m| m.roles.clone());
+        assert_eq!(roles("o1", "u"), Some(vec!["c".to_owned()]));
+        assert_eq!(roles("o2", "u"), Some(vec!["b".to_owned()]));
+        assert_eq!(roles("o1", "v"), Some(vec!["d".to_owned()]));
+        assert_eq!(members.user("u").map(|(_, orgs)| orgs.len()), Some(2));
+    }
+
     #[test]
     fn an_index_entry_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Resolved>(), 64);
