@@ -254,8 +254,9 @@ impl Members {
 }
 
 /// One membership as the fast user path reads it: the membership and the
-/// roles it resolves to (sorted by id, deduplicated), computed when the
-/// snapshot is published.
+/// roles it resolves to (sorted by id, deduplicated), computed once: when
+/// the batch that set it is validated, or when the index is built whole
+/// (a batch that renames, renumbers or remaps roles).
 ///
 /// One cache line (aligned to one): a probe that finds a short key reads
 /// nothing else.
