@@ -118,8 +118,11 @@ fn batch() -> impl Strategy<Value = Vec<Change>> {
     ]
 }
 
+/// (organization, user, membership's role names, resolved roles by name).
+type Answer = (String, String, Option<Vec<String>>, Vec<String>);
+
 /// Every (organization, user): its membership and its roles by name.
-fn answers(s: &Snapshot) -> Vec<(String, String, Option<Vec<String>>, Vec<String>)> {
+fn answers(s: &Snapshot) -> Vec<Answer> {
     let mut out = Vec::new();
     for o in 0..ORGS {
         for u in 0..USERS {
@@ -205,7 +208,9 @@ fn a_second_bulk_load_keeps_the_first() {
     let s = engine.snapshot();
     assert_eq!(s.memberships_len(), 200 + 100 - 10);
     for u in 0..USERS {
-        let home = s.membership(&org(u % ORGS), &user(u)).map(|m| m.roles.clone());
+        let home = s
+            .membership(&org(u % ORGS), &user(u))
+            .map(|m| m.roles.clone());
         let want = match u {
             0..100 | 130.. => Some(vec!["viewer".to_owned()]),
             100..120 => Some(vec!["editor".to_owned()]),
