@@ -646,7 +646,7 @@ struct Batch {
     /// Whether the batch renames, renumbers or remaps roles (the index is
     /// then built again), and the memberships it touched.
     renamed: bool,
-    touched: Vec<crate::membership::MemberKey>,
+    touched: Vec<crate::membership::Touched>,
     core_before: Arc<crate::compiled::Core>,
     core: Arc<crate::compiled::Core>,
     full: bool,
@@ -1221,29 +1221,39 @@ impl Engine {
         };
         // Memberships must name roles that exist where they are held.
         // Each membership once, in the order the batch first touched it,
-        // with what it was before the batch (recorded then: no lookup).
+        // with what it was before the batch and what it is after (recorded
+        // then: no lookup). The roles resolved here are the ones the index
+        // stores (no second resolution when it is built).
+        let policy = Snapshot::policy_only(&core);
         let mut memberships = Vec::with_capacity(fx.members.len());
-        for ((org, user), before) in fx.members.iter().zip(&fx.members_before) {
-            let after = draft.membership(org, user);
-            if let Some(m) = after {
-                let scope = core.scope_number(Some(org));
-                if let Some(role) = m
-                    .roles
-                    .iter()
-                    .find(|r| core.resolve_role(scope, r).is_none())
-                {
-                    return Err(ChangeError::UnknownMembershipRole {
-                        organization: org.to_string(),
-                        role: role.clone(),
-                    });
-                }
-            }
+        let mut touched = Vec::with_capacity(fx.members.len());
+        let afters = std::mem::take(&mut fx.members_after);
+        for (((org, user), before), after) in
+            fx.members.into_iter().zip(&fx.members_before).zip(afters)
+        {
+            let after = match after {
+                Some(m) => match policy.index_roles(&org, &m) {
+                    Ok(roles) => Some((m, roles)),
+                    Err(role) => {
+                        return Err(ChangeError::UnknownMembershipRole {
+                            organization: org.to_string(),
+                            role: role.clone(),
+                        })
+                    }
+                },
+                None => None,
+            };
             memberships.push(RolesChanged {
-                organization: org.to_string(),
-                user: user.to_string(),
+                // Copied, not formatted (`to_string` goes through `Display`).
+                organization: String::from(&*org),
+                user: String::from(&*user),
                 before: before.as_ref().map(|m| m.roles.clone()).unwrap_or_default(),
-                after: after.map(|m| m.roles.clone()).unwrap_or_default(),
+                after: after
+                    .as_ref()
+                    .map(|(m, _)| m.roles.clone())
+                    .unwrap_or_default(),
             });
+            touched.push(((org, user), after));
         }
         let entry = Entry {
             revision: current.revision + 1,
@@ -1261,7 +1271,7 @@ impl Engine {
             core_before: Arc::clone(&current.core),
             data_before: current,
             renamed,
-            touched: fx.members,
+            touched,
             core,
             full,
             entry,

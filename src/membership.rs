@@ -183,6 +183,31 @@ impl Members {
         }
     }
 
+    /// [`insert`](Self::insert) for a user who has no membership yet: one
+    /// insertion, no probe first. Still right when the user has one (the
+    /// map is then put back and the membership added the usual way).
+    pub(crate) fn insert_user(
+        &mut self,
+        org: &str,
+        user: &str,
+        m: Arc<Membership>,
+    ) -> (Arc<str>, Arc<str>) {
+        let (o, u): (Arc<str>, Arc<str>) = (Arc::from(org), Arc::from(user));
+        match self.users.insert(
+            Arc::clone(&u),
+            UserOrgs::One(Arc::clone(&o), Arc::clone(&m)),
+        ) {
+            None => {
+                self.len += 1;
+                (o, u)
+            }
+            Some(orgs) => {
+                self.users.insert(u, orgs);
+                self.insert(org, user, m)
+            }
+        }
+    }
+
     /// Removes `user`'s membership in `org`, if any: the keys as stored and
     /// the membership.
     pub(crate) fn remove(
@@ -229,8 +254,9 @@ impl Members {
 }
 
 /// One membership as the fast user path reads it: the membership and the
-/// roles it resolves to (sorted by id, deduplicated), computed when the
-/// snapshot is published.
+/// roles it resolves to (sorted by id, deduplicated), computed once: when
+/// the batch that set it is validated, or when the index is built whole
+/// (a batch that renames, renumbers or remaps roles).
 ///
 /// One cache line (aligned to one): a probe that finds a short key reads
 /// nothing else.
@@ -330,6 +356,23 @@ const SHARD_TARGET: usize = 64;
 /// A membership's (organization, user) keys, as the model stores them.
 pub(crate) type MemberKey = (Arc<str>, Arc<str>);
 
+/// A membership's roles as an index entry holds them: role indexes in the
+/// snapshot's numbering, sorted, deduplicated.
+pub(crate) type Roles = SmallVec<[u32; 4]>;
+
+/// A membership a batch touched, as the batch leaves it: the membership
+/// and its roles resolved against the batch's policy, or `None` when it
+/// was removed. The engine resolves it once, when it validates the batch;
+/// the index stores that resolution as is.
+pub(crate) type Touched = (MemberKey, Option<(Arc<Membership>, Roles)>);
+
+fn to_indexes(roles: &[RoleId]) -> Roles {
+    roles
+        .iter()
+        .filter_map(|r| u32::try_from(r.index()).ok())
+        .collect()
+}
+
 /// One level of the two-level shard table: the shards of one group.
 type Group = Arc<[Arc<HashTable<Resolved>>]>;
 
@@ -423,38 +466,67 @@ impl MemberIndex {
         let mut index = Self::with_capacity(members.len());
         let mut key = String::new();
         for (user, org, m) in members.iter() {
-            index.insert(snapshot, org, user, m, &mut key);
+            let roles = to_indexes(&snapshot.roles_of(org, m));
+            index.insert(org, user, m, roles, &mut key);
         }
         index
     }
 
-    /// This index with the memberships `touched` (organization, user) read
-    /// again from `members` and resolved against `snapshot`: only the shards
-    /// they fall in are copied. Rebuilt whole when it outgrew its shards.
-    pub(crate) fn updated(
-        &self,
-        snapshot: &Snapshot,
-        members: &Members,
-        touched: &[MemberKey],
-    ) -> Self {
-        // A bulk load touches more than the index holds: build it whole,
-        // sized for the result, rather than grow one shard.
+    /// This index with the memberships a batch `touched` stored as the
+    /// batch resolved them (the rest, resolved against the same role
+    /// numbering, kept as they are): only the shards they fall in are
+    /// copied. `len` is the number of memberships after the batch.
+    ///
+    /// A batch that touches more than a quarter of the index (a bulk load)
+    /// gets an index built anew, sized for `len`: the kept entries are
+    /// copied over and the touched ones added, none resolved again. One
+    /// that leaves the index four times over its shards is rebuilt the
+    /// same way.
+    pub(crate) fn updated(&self, len: usize, touched: &[Touched]) -> Self {
         if touched.len() > self.len / 4 + SHARD_TARGET {
-            return Self::build(snapshot, members);
+            return self.rebuilt(len, touched);
         }
         let mut index = self.clone();
-        let mut key = String::new();
-        for (org, user) in touched {
-            match members.get(org, user) {
-                Some(m) => index.insert(snapshot, org, user, m, &mut key),
-                None => index.remove(org, user),
-            }
-        }
+        index.apply(touched);
         let shards = index.groups.len() << index.group_bits;
         if index.len > shards * SHARD_TARGET * 4 {
-            return Self::build(snapshot, members);
+            return index.rebuilt(len, &[]);
         }
         index
+    }
+
+    /// A new index sized for `len` with this one's entries, then `touched`.
+    fn rebuilt(&self, len: usize, touched: &[Touched]) -> Self {
+        let mut index = Self::with_capacity(len);
+        let hasher = index.hasher.clone();
+        for r in self
+            .groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .flat_map(|s| s.iter())
+        {
+            let (user, org) = r.user_org();
+            let hash = index.hash(org, user);
+            if let Some(shard) = index.shard_mut(hash) {
+                shard.insert_unique(hash, r.clone(), |r| {
+                    let (user, org) = r.user_org();
+                    hasher.hash_one((org, user))
+                });
+                index.len += 1;
+            }
+        }
+        index.apply(touched);
+        index
+    }
+
+    fn apply(&mut self, touched: &[Touched]) {
+        let mut key = String::new();
+        for ((org, user), after) in touched {
+            match after {
+                Some((m, roles)) => self.insert(org, user, m, roles.clone(), &mut key),
+                None => self.remove(org, user),
+            }
+        }
     }
 
     fn shard_mut(&mut self, hash: u64) -> Option<&mut HashTable<Resolved>> {
@@ -464,25 +536,21 @@ impl MemberIndex {
         shards.get_mut(shard).map(Arc::make_mut)
     }
 
-    /// Resolves and stores `user`'s membership `m` in `org`; `key` is a
-    /// buffer for the entry's key, kept across calls.
+    /// Stores `user`'s membership `m` in `org`, with its resolved `roles`;
+    /// `key` is a buffer for the entry's key, kept across calls.
     fn insert(
         &mut self,
-        snapshot: &Snapshot,
         org: &str,
         user: &str,
         m: &Arc<Membership>,
+        roles: Roles,
         key: &mut String,
     ) {
         let resolved = Resolved {
             key: Key::new(user, org, key),
             user_len: u32::try_from(user.len()).unwrap_or(u32::MAX),
             membership: Arc::clone(m),
-            roles: snapshot
-                .roles_of(org, m)
-                .iter()
-                .filter_map(|r| u32::try_from(r.index()).ok())
-                .collect(),
+            roles,
         };
         let hash = self.hash(org, user);
         let hasher = self.hasher.clone();
@@ -569,13 +637,29 @@ impl Snapshot {
     /// What [`user_roles`](Self::user_roles) answers for membership `m` in
     /// `organization`, computed from the policy.
     pub(crate) fn roles_of(&self, organization: &str, m: &Membership) -> SmallVec<[RoleId; 4]> {
+        self.resolve_membership(organization, m).0
+    }
+
+    /// [`roles_of`](Self::roles_of), and the first of `m`'s role names (in
+    /// its order) that resolves to no role, if any: the engine's validation
+    /// and the index's resolution in one pass.
+    pub(crate) fn resolve_membership<'m>(
+        &self,
+        organization: &str,
+        m: &'m Membership,
+    ) -> (SmallVec<[RoleId; 4]>, Option<&'m String>) {
         // The organization's scope once, not once per role name.
         let scope = self.scope_of(Some(organization));
-        let mut roles: SmallVec<[RoleId; 4]> = m
-            .roles
-            .iter()
-            .filter_map(|r| self.role_in(scope, r))
-            .collect();
+        let mut unknown = None;
+        let mut roles: SmallVec<[RoleId; 4]> = SmallVec::with_capacity(m.roles.len());
+        for r in &m.roles {
+            match self.role_in(scope, r) {
+                Some(id) => roles.push(id),
+                None => {
+                    unknown.get_or_insert(r);
+                }
+            }
+        }
         if !m.groups.is_empty() {
             if let Ok(mapped) = self.roles_for_groups(organization, &m.groups) {
                 roles.extend(mapped);
@@ -583,7 +667,21 @@ impl Snapshot {
         }
         roles.sort_unstable();
         roles.dedup();
-        roles
+        (roles, unknown)
+    }
+
+    /// `m`'s roles in `organization` as the index stores them (role indexes
+    /// of this snapshot's numbering), or the first role name that resolves
+    /// to no role.
+    pub(crate) fn index_roles<'m>(
+        &self,
+        organization: &str,
+        m: &'m Membership,
+    ) -> Result<Roles, &'m String> {
+        match self.resolve_membership(organization, m) {
+            (_, Some(unknown)) => Err(unknown),
+            (roles, None) => Ok(to_indexes(&roles)),
+        }
     }
 
     /// A principal for `user` in `organization` from the current memberships
@@ -604,6 +702,19 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// A snapshot of `core` with no memberships: what memberships are
+    /// resolved against.
+    pub(crate) fn policy_only(core: &Arc<crate::compiled::Core>) -> Self {
+        Self::from_arc(Arc::new(crate::snapshot::Data {
+            revision: 0,
+            core: Arc::clone(core),
+            members: Members::default(),
+            index: MemberIndex::default(),
+        }))
+    }
+}
+
 impl crate::snapshot::Data {
     /// What the engine publishes: `core` and `members`, with the membership
     /// index built whole (`before` is `None`), or updated from the previous
@@ -614,17 +725,11 @@ impl crate::snapshot::Data {
         revision: u64,
         core: Arc<crate::compiled::Core>,
         members: Members,
-        before: Option<(&Self, &[MemberKey])>,
+        before: Option<(&Self, &[Touched])>,
     ) -> Self {
-        let policy = Snapshot::from_arc(Arc::new(Self {
-            revision,
-            core: Arc::clone(&core),
-            members: Members::default(),
-            index: MemberIndex::default(),
-        }));
         let index = match before {
-            Some((data, touched)) => data.index.updated(&policy, &members, touched),
-            None => MemberIndex::build(&policy, &members),
+            Some((data, touched)) => data.index.updated(members.len(), touched),
+            None => MemberIndex::build(&Snapshot::policy_only(&core), &members),
         };
         Self {
             revision,
@@ -638,6 +743,31 @@ impl crate::snapshot::Data {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn m(role: &str) -> Arc<Membership> {
+        Arc::new(Membership {
+            roles: vec![role.to_owned()],
+            groups: Vec::new(),
+        })
+    }
+
+    /// `insert_user` is told the user is new; when they are not, it must
+    /// still keep their other organizations and count right.
+    #[test]
+    fn inserting_a_user_thought_new_keeps_their_memberships() {
+        let mut members = Members::default();
+        members.insert_user("o1", "u", m("a"));
+        assert_eq!(members.len(), 1);
+        members.insert_user("o2", "u", m("b"));
+        members.insert_user("o1", "u", m("c"));
+        members.insert_user("o1", "v", m("d"));
+        assert_eq!(members.len(), 3);
+        let roles = |o, u| members.get(o, u).map(|m| m.roles.clone());
+        assert_eq!(roles("o1", "u"), Some(vec!["c".to_owned()]));
+        assert_eq!(roles("o2", "u"), Some(vec!["b".to_owned()]));
+        assert_eq!(roles("o1", "v"), Some(vec!["d".to_owned()]));
+        assert_eq!(members.user("u").map(|(_, orgs)| orgs.len()), Some(2));
+    }
 
     #[test]
     fn an_index_entry_is_one_cache_line() {

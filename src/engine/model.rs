@@ -62,8 +62,13 @@ pub(crate) struct Effects {
     pub(crate) members: Vec<MemberKey>,
     /// Each of `members` as it was before the batch (by position).
     pub(crate) members_before: Vec<Option<Arc<Membership>>>,
-    /// `members` as a set, so that each is recorded once.
-    members_seen: hashbrown::HashSet<MemberKey, ahash::RandomState>,
+    /// Each of `members` as the batch leaves it (by position; `None` when
+    /// removed): the validation and the index read it here, not from the
+    /// model again.
+    pub(crate) members_after: Vec<Option<Arc<Membership>>>,
+    /// `members` → its position, so that each is recorded once and a later
+    /// change of it in the batch updates its `after`.
+    members_seen: hashbrown::HashMap<MemberKey, usize, ahash::RandomState>,
     /// How many policy-level changes (not memberships, not descriptions).
     pub(crate) policy_changes: usize,
     pub(crate) outcome: Outcome,
@@ -76,19 +81,35 @@ impl Effects {
     pub(crate) fn reserve_members(&mut self, n: usize) {
         self.members.reserve(n);
         self.members_before.reserve(n);
+        self.members_after.reserve(n);
         self.members_seen.reserve(n);
     }
 
-    /// Records that the membership (`org`, `user`) changed; `before` is
-    /// what it was before this change, which is what it was before the
-    /// batch when the batch had not touched it yet.
-    fn touch_member(&mut self, org: Arc<str>, user: Arc<str>, before: Option<Arc<Membership>>) {
-        if self
+    /// Records that the membership (`org`, `user`) changed from `before`
+    /// to `after`; `before` is what it was before this change, which is
+    /// what it was before the batch when the batch had not touched it yet.
+    fn touch_member(
+        &mut self,
+        org: Arc<str>,
+        user: Arc<str>,
+        before: Option<Arc<Membership>>,
+        after: Option<Arc<Membership>>,
+    ) {
+        match self
             .members_seen
-            .insert((Arc::clone(&org), Arc::clone(&user)))
+            .entry((Arc::clone(&org), Arc::clone(&user)))
         {
-            self.members.push((org, user));
-            self.members_before.push(before);
+            hashbrown::hash_map::Entry::Occupied(seen) => {
+                if let Some(slot) = self.members_after.get_mut(*seen.get()) {
+                    *slot = after;
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(seen) => {
+                seen.insert(self.members.len());
+                self.members.push((org, user));
+                self.members_before.push(before);
+                self.members_after.push(after);
+            }
         }
     }
 }
@@ -392,7 +413,13 @@ impl Model {
                 groups,
                 creator,
             } => {
-                let existing = self.membership(organization, user);
+                // One probe: whether the user has any membership, and theirs
+                // in this organization.
+                let present = self
+                    .members
+                    .user(user)
+                    .map(|(_, orgs)| orgs.get(organization).cloned());
+                let existing = present.as_ref().and_then(Option::as_deref);
                 let mut next = Membership {
                     roles: dedup(roles),
                     groups: match groups {
@@ -411,7 +438,7 @@ impl Model {
                     };
                     next.roles.extend(default);
                 }
-                self.set_membership(organization, user, Some(next), fx);
+                self.set_membership_known(organization, user, present, Some(next), fx);
             }
             Change::AddMembershipRoles {
                 organization,
@@ -483,7 +510,12 @@ impl Model {
                     let key = Arc::clone(key);
                     if let Some(orgs) = self.members.remove_user(user) {
                         for (org, m) in orgs.iter() {
-                            fx.touch_member(Arc::clone(org), Arc::clone(&key), Some(Arc::clone(m)));
+                            fx.touch_member(
+                                Arc::clone(org),
+                                Arc::clone(&key),
+                                Some(Arc::clone(m)),
+                                None,
+                            );
                         }
                         fx.outcome.changed = true;
                     }
@@ -520,18 +552,46 @@ impl Model {
         next: Option<Membership>,
         fx: &mut Effects,
     ) {
-        let before = self.members.get(org, user).cloned();
+        let present = self
+            .members
+            .user(user)
+            .map(|(_, orgs)| orgs.get(org).cloned());
+        self.set_membership_known(org, user, present, next, fx);
+    }
+
+    /// [`set_membership`](Self::set_membership) when the caller has looked
+    /// the user up already: `present` is `None` when the user has no
+    /// membership at all, else their membership in `org`, if any. Saves a
+    /// bulk load's second and third probe of the map.
+    fn set_membership_known(
+        &mut self,
+        org: &str,
+        user: &str,
+        present: Option<Option<Arc<Membership>>>,
+        next: Option<Membership>,
+        fx: &mut Effects,
+    ) {
+        let new_user = present.is_none();
+        let before = present.flatten();
         if before.as_deref() == next.as_ref() {
             return;
         }
-        let (org, user) = match next {
-            Some(m) => self.members.insert(org, user, Arc::new(m)),
+        let (org, user, after) = match next {
+            Some(m) => {
+                let m = Arc::new(m);
+                let (org, user) = if new_user {
+                    self.members.insert_user(org, user, Arc::clone(&m))
+                } else {
+                    self.members.insert(org, user, Arc::clone(&m))
+                };
+                (org, user, Some(m))
+            }
             None => match self.members.remove(org, user) {
-                Some((org, user, _)) => (org, user),
+                Some((org, user, _)) => (org, user, None),
                 None => return,
             },
         };
-        fx.touch_member(org, user, before);
+        fx.touch_member(org, user, before, after);
         fx.outcome.changed = true;
     }
 
