@@ -48,11 +48,19 @@ pub(crate) struct Model {
 /// scope are never edited elsewhere.
 ///
 /// Persistent like the rest of the model, so a batch's O(1) copy stays
-/// O(1). A set per grant iterates in [`RoleKey`] order — the environment,
-/// then organizations by id, each by role name — the order the scan over
-/// every scope that it replaces reported roles in.
+/// O(1); names are `Arc<str>`, so the nodes a change copies bump counts
+/// instead of copying strings. A set per grant iterates in [`RoleKey`]
+/// order — the environment, then organizations by id, each by role name —
+/// the order the scan over every scope that it replaces reported roles in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct GrantIndex(OrdMap<String, OrdSet<RoleKey>>);
+pub(crate) struct GrantIndex(OrdMap<Arc<str>, OrdSet<SharedRoleKey>>);
+
+/// A [`RoleKey`] whose copies share their text.
+type SharedRoleKey = (Option<Arc<str>>, Arc<str>);
+
+fn shared_key(org: Option<&str>, name: &str) -> SharedRoleKey {
+    (org.map(Arc::from), Arc::from(name))
+}
 
 impl GrantIndex {
     /// The index recomputed from scratch (what the invariant compares to).
@@ -66,30 +74,39 @@ impl GrantIndex {
 
     /// Records that role (`org`, `name`) grants each of `grants`.
     fn add(&mut self, org: Option<&str>, name: &str, grants: &[String]) {
+        let key = shared_key(org, name);
         for grant in grants {
-            self.0
-                .entry(grant.clone())
-                .or_default()
-                .insert((org.map(str::to_owned), name.to_owned()));
-        }
-    }
-
-    /// Records that role (`org`, `name`) no longer grants any of `grants`.
-    fn remove(&mut self, org: Option<&str>, name: &str, grants: &[String]) {
-        let key = (org.map(str::to_owned), name.to_owned());
-        for grant in grants {
-            if let Some(holders) = self.0.get_mut(grant) {
-                holders.remove(&key);
-                if holders.is_empty() {
-                    self.0.remove(grant);
+            match self.0.get_mut(grant.as_str()) {
+                Some(holders) => {
+                    holders.insert(key.clone());
+                }
+                None => {
+                    self.0
+                        .insert(Arc::from(grant.as_str()), OrdSet::unit(key.clone()));
                 }
             }
         }
     }
 
-    /// Removes `grant`, returning the roles that granted it.
-    fn take(&mut self, grant: &str) -> OrdSet<RoleKey> {
-        self.0.remove(grant).unwrap_or_default()
+    /// Records that role (`org`, `name`) no longer grants any of `grants`.
+    fn remove(&mut self, org: Option<&str>, name: &str, grants: &[String]) {
+        let key = shared_key(org, name);
+        for grant in grants {
+            if let Some(holders) = self.0.get_mut(grant.as_str()) {
+                holders.remove(&key);
+                if holders.is_empty() {
+                    self.0.remove(grant.as_str());
+                }
+            }
+        }
+    }
+
+    /// Removes `grant`, returning the roles that granted it, in order.
+    fn take(&mut self, grant: &str) -> impl Iterator<Item = RoleKey> {
+        let holders = self.0.remove(grant).unwrap_or_default();
+        holders
+            .into_iter()
+            .map(|(org, name)| (org.map(|o| o.to_string()), name.to_string()))
     }
 }
 
@@ -935,12 +952,13 @@ mod tests {
         policy.organization("org_1").role("viewer").grant("a");
         let model = Model::from_policy(&policy);
         assert!(model.grants_consistent());
-        let holders: Vec<RoleKey> = model.grants.0.get("a").unwrap().iter().cloned().collect();
+        let holders: Vec<SharedRoleKey> =
+            model.grants.0.get("a").unwrap().iter().cloned().collect();
         assert_eq!(
             holders,
             [
-                (None, "viewer".to_owned()),
-                (Some("org_1".to_owned()), "viewer".to_owned())
+                shared_key(None, "viewer"),
+                shared_key(Some("org_1"), "viewer")
             ]
         );
     }
