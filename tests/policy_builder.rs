@@ -116,17 +116,26 @@ proptest! {
     }
 }
 
-/// One call on a role's own lists: `(role, name, grant or extends)`.
-type ListOp = (u8, u8, bool);
+/// One call on a role's or a group's own list: `(role or group, name,
+/// kind)`, kind 0 a grant, 1 a base, 2 a group mapping of two roles.
+type ListOp = (u8, u8, u8);
 
 /// `ops` applied with the `Policy` setters (the naive oracle: a scan of the
 /// role's list per call) and with a builder resumed from the same `start`.
 fn lists_both(start: &Policy, ops: &[ListOp]) -> (Policy, Policy) {
     let mut policy = start.clone();
     let mut builder = PolicyBuilder::from(start.clone());
-    for &(r, n, grant) in ops {
+    for &(r, n, kind) in ops {
         let (role, org_role) = (format!("r{r}"), format!("o{r}"));
-        if grant {
+        if kind == 2 {
+            let roles = [format!("o{n}"), format!("o{}", (usize::from(n) * 7) % 40)];
+            policy
+                .organization("org_1")
+                .map_group(format!("g{r}"), roles.clone());
+            builder
+                .organization("org_1")
+                .map_group(format!("g{r}"), roles);
+        } else if kind == 0 {
             policy.role(&role).grant(format!("p:{n}"));
             builder.role(&role).grant(format!("p:{n}"));
             policy
@@ -146,13 +155,14 @@ fn lists_both(start: &Policy, ops: &[ListOp]) -> (Policy, Policy) {
 }
 
 proptest! {
-    /// Roles whose own lists grow past the builder's scan limit (40 names
-    /// over 3 roles, so lists reach 40 entries and names repeat): the
+    /// Roles and group mappings whose own lists grow past the builder's
+    /// scan limit (40 names over 3 roles or groups, so lists reach 40
+    /// entries and names repeat): the
     /// builder's O(1) setters keep exactly the order and the duplicates the
     /// setters' scan keeps.
     #[test]
     fn long_role_lists_equal_the_setters(
-        ops in prop::collection::vec((0u8..3, 0u8..40, any::<bool>()), 0..300),
+        ops in prop::collection::vec((0u8..3, 0u8..40, 0u8..3), 0..300),
     ) {
         let (expected, built) = lists_both(&Policy::new(), &ops);
         prop_assert_eq!(built, expected);
@@ -164,14 +174,16 @@ proptest! {
     fn resumed_long_lists_equal_the_setters(
         grants in prop::collection::vec(0u8..30, 0..40),
         bases in prop::collection::vec(0u8..30, 0..40),
-        ops in prop::collection::vec((0u8..3, 0u8..40, any::<bool>()), 0..100),
+        ops in prop::collection::vec((0u8..3, 0u8..40, 0u8..3), 0..100),
     ) {
         let mut start = Policy::new();
         let role = start.role("r0");
         role.permissions = grants.iter().map(|n| format!("p:{n}")).collect();
         role.extends = bases.iter().map(|n| format!("b{n}")).collect();
-        let org_role = start.organization("org_1").role("o0");
-        org_role.permissions = grants.iter().map(|n| format!("p:{n}")).collect();
+        let org = start.organization("org_1");
+        org.role("o0").permissions = grants.iter().map(|n| format!("p:{n}")).collect();
+        org.map_group("g0", ["o0"]);
+        org.group_roles[0].roles = bases.iter().map(|n| format!("o{n}")).collect();
         let (expected, built) = lists_both(&start, &ops);
         prop_assert_eq!(built, expected);
     }

@@ -152,8 +152,7 @@ fn insert_once(list: &mut Vec<String>, index: &mut Option<Box<Index>>, item: Str
 /// short list is scanned, and a role whose list outgrows
 /// [`RoleBuilder::SCAN`] entries gets a hash index of it, so a role with
 /// 5,000 grants costs 5,000 probes, not 12.5 million comparisons. A group's
-/// roles ([`OrganizationBuilder::map_group`]) are still kept unique by a
-/// linear search within that one group.
+/// roles ([`OrganizationBuilder::map_group`]) likewise.
 ///
 /// A role is returned as a [`RoleBuilder`], which reads as a [`Role`] and
 /// has `Role`'s setters; it cannot be renamed, so the index always finds it.
@@ -223,6 +222,9 @@ pub struct OrganizationBuilder {
     role_list: Vec<RoleBuilder>,
     roles: Index,
     groups: Index,
+    /// Each group mapping's roles by name, once they outgrow
+    /// [`RoleBuilder::SCAN`] (by the mapping's position; may be shorter).
+    group_roles: Vec<Option<Box<Index>>>,
 }
 
 impl Policy {
@@ -352,6 +354,7 @@ impl From<Policy> for PolicyBuilder {
                     role_list,
                     roles,
                     groups,
+                    group_roles: Vec::new(),
                 }
             })
             .collect();
@@ -417,11 +420,12 @@ impl OrganizationBuilder {
             },
         );
         let entry = element(mappings, at);
+        if self.group_roles.len() <= at {
+            self.group_roles.resize_with(at + 1, || None);
+        }
+        let index = element(&mut self.group_roles, at);
         for role in roles {
-            let role = role.into();
-            if !entry.roles.contains(&role) {
-                entry.roles.push(role);
-            }
+            insert_once(&mut entry.roles, index, role.into());
         }
         self
     }
