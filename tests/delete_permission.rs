@@ -4,7 +4,6 @@
 //! roles, a deleted organization). The result is compared with the naive
 //! deletion — every role of every scope scanned — on the policy, the roles
 //! the outcome reports, and the compiled snapshot (by the testkit oracle).
-#![expect(clippy::expect_used, reason = "test fixtures fail loudly")]
 
 use rolegraph::{Change, ChangeMeta, Engine, Policy, Reparent, Role};
 use rolegraph_testkit::{assert_equivalent, Probe};
