@@ -14,6 +14,11 @@
 //! 100,000 roles (each granting one permission and extending an earlier role)
 //! and 100,000 permissions: linear, where the `Policy` setters are quadratic.
 //!
+//! `build/role_grants/5000` times one builder role given 5,000 distinct
+//! grants and 5,000 distinct bases (issue 10's linear builders: a role's own
+//! lists are kept unique by a hash index, where a scan per call made this
+//! 25 million string comparisons).
+//!
 //! ```text
 //! cargo bench --bench compile -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -120,6 +125,33 @@ fn bench_policy_builder(c: &mut Criterion) {
     group.finish();
 }
 
+/// `build/role_grants/5000`: see the module documentation.
+fn bench_role_grants(c: &mut Criterion) {
+    const N: usize = 5_000;
+    let names: Vec<(String, String)> = (0..N)
+        .map(|i| (common::permission_name(i), common::role_name(i)))
+        .collect();
+    let mut group = c.benchmark_group("build/role_grants");
+    group.sample_size(20).sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(2 * N as u64));
+    group.bench_function(BenchmarkId::from_parameter(N), |b| {
+        b.iter_batched(
+            || names.clone(),
+            |names| {
+                let mut builder = rolegraph::Policy::builder();
+                let role = builder.role("wide");
+                for (permission, base) in names {
+                    role.grant(permission).extends(base);
+                }
+                assert_eq!(role.permissions.len(), N);
+                builder
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
 // `criterion_group!` makes an undocumented `pub fn`: inside a private module
 // it is not public API, so `missing_docs` leaves it alone.
 mod group {
@@ -127,7 +159,8 @@ mod group {
         benches,
         super::bench_compile,
         super::bench_compile_org_roles,
-        super::bench_policy_builder
+        super::bench_policy_builder,
+        super::bench_role_grants
     );
 }
 criterion_main!(group::benches);

@@ -15,6 +15,10 @@
 //!   whose row 50,000 organization roles share, gains one permission and
 //!   loses it again, alternately; an organization role inheriting it must
 //!   show the change. Target (issue 10): ≤ 10 ms.
+//! - `update/delete_permission/1000000`: the same 1,000,020-role workload;
+//!   one batch deletes a permission that one environment role (`env-19`)
+//!   grants; it is declared and granted again outside the timing. Issue 10:
+//!   a deletion costs the roles that grant the permission, not every role.
 //! - `update/extends/{10000,100000}`: re-parent the role with the most
 //!   descendants (a root) onto another root and back: every descendant's
 //!   row is recomputed.
@@ -208,6 +212,51 @@ fn bench_role_grant_shared(c: &mut Criterion) {
         s.distinct_rows() <= shared + 1,
         "rows stay shared across patches"
     );
+}
+
+/// `update/delete_permission/1000000`: see the module documentation.
+fn bench_delete_permission(c: &mut Criterion) {
+    const ROLE: usize = ORG_ENV_ROLES - 1;
+    let w = OrgRoles::new(100_000);
+    let engine = Engine::new(&w.policy).unwrap();
+    let role = env_role_name(ROLE);
+    let (org, org_role) = (org_id(ROLE), org_role_name(0));
+    // A permission far from every role's block, granted by `env-19` alone.
+    let name = permission_name(ORG_PERMISSIONS - 1);
+    let restore = vec![
+        Change::CreatePermission {
+            name: name.clone(),
+            description: None,
+        },
+        Change::GrantPermission {
+            organization: None,
+            role: role.clone(),
+            permission: name.clone(),
+        },
+    ];
+    let delete = Change::DeletePermission { name: name.clone() };
+    let mut group = c.benchmark_group("update/delete_permission");
+    group.sampling_mode(SamplingMode::Flat).sample_size(20);
+    group.bench_function(BenchmarkId::from_parameter(1_000_000), |b| {
+        b.iter_batched(
+            || {
+                engine
+                    .apply_batch(restore.clone(), ChangeMeta::default())
+                    .unwrap();
+                let s = engine.snapshot();
+                let id = s.role(Some(&org), &org_role).unwrap();
+                assert!(s.role_has_permission(id, &name), "granted again");
+            },
+            |()| {
+                engine.apply(delete.clone(), ChangeMeta::default()).unwrap();
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+    let s = engine.snapshot();
+    let id = s.role(None, &role).unwrap();
+    assert!(!s.role_has_permission(id, &name), "the deletion is visible");
 }
 
 /// `update/declare_permissions/100000`: see the module documentation.
@@ -432,6 +481,7 @@ mod group {
         benches,
         super::bench_role_grant,
         super::bench_role_grant_shared,
+        super::bench_delete_permission,
         super::bench_extends,
         super::bench_declare_permissions,
         super::bench_membership,

@@ -629,6 +629,20 @@ struct Writer {
     log: Option<Box<dyn replica::SharedLog>>,
 }
 
+/// One try at a batch under the writer lock.
+enum Attempt {
+    /// The answer, to record before the lock goes.
+    Done(Result<Outcome, ChangeError>),
+    /// The fleet's log moved on first (the engine has caught up with it):
+    /// try `changes` again after `wait`, with the writer lock released for
+    /// the wait so that other local writers are not held by it.
+    #[cfg(feature = "redis")]
+    Retry {
+        changes: Vec<Change>,
+        wait: std::time::Duration,
+    },
+}
+
 /// What [`Engine::prepare`] makes of a batch.
 enum Prepared {
     /// The batch changes nothing: the answer, nothing to publish.
@@ -1130,10 +1144,54 @@ impl Engine {
         changes: Vec<Change>,
         meta: ChangeMeta,
     ) -> Result<Outcome, ChangeError> {
+        self.with_writer(changes, |writer, changes, conflicts| {
+            self.apply_locked(writer, changes, &meta, conflicts)
+        })
+    }
+
+    /// Runs `attempt` under the writer lock until it is done, and records
+    /// its answer before the lock goes (so concurrent writers record in
+    /// revision order). A fleet conflict's backoff is waited out with the
+    /// lock released, then the batch is validated again from scratch under
+    /// the lock re-acquired: whatever another writer published meanwhile is
+    /// what it is checked against.
+    #[cfg(feature = "redis")]
+    fn with_writer(
+        &self,
+        mut changes: Vec<Change>,
+        mut attempt: impl FnMut(&mut Writer, Vec<Change>, &mut u32) -> Attempt,
+    ) -> Result<Outcome, ChangeError> {
+        let mut conflicts = 0;
+        loop {
+            let mut writer = lock(&self.shared.writer);
+            match attempt(&mut writer, changes, &mut conflicts) {
+                Attempt::Done(result) => {
+                    self.record(&result);
+                    drop(writer);
+                    return result;
+                }
+                Attempt::Retry {
+                    changes: again,
+                    wait,
+                } => {
+                    drop(writer);
+                    self.conflict_wait(wait);
+                    changes = again;
+                }
+            }
+        }
+    }
+
+    /// Runs `attempt` under the writer lock, and records its answer before
+    /// the lock goes (so concurrent writers record in revision order).
+    #[cfg(not(feature = "redis"))]
+    fn with_writer(
+        &self,
+        changes: Vec<Change>,
+        mut attempt: impl FnMut(&mut Writer, Vec<Change>, &mut u32) -> Attempt,
+    ) -> Result<Outcome, ChangeError> {
         let mut writer = lock(&self.shared.writer);
-        let result = self.apply_locked(&mut writer, changes, meta);
-        // Recorded before the writer lock goes, so concurrent writers record
-        // in revision order.
+        let Attempt::Done(result) = attempt(&mut writer, changes, &mut 0);
         self.record(&result);
         drop(writer);
         result
@@ -1165,21 +1223,27 @@ impl Engine {
         }
     }
 
+    /// One try at a batch; `conflicts` counts the fleet conflicts this
+    /// batch has lost so far.
     fn apply_locked(
         &self,
         writer: &mut Writer,
         changes: Vec<Change>,
-        meta: ChangeMeta,
-    ) -> Result<Outcome, ChangeError> {
+        meta: &ChangeMeta,
+        conflicts: &mut u32,
+    ) -> Attempt {
         // In a fleet the shared log decides the order first.
         #[cfg(feature = "redis")]
         if writer.log.is_some() {
-            return self.apply_shared(writer, changes, &meta);
+            return self.apply_shared(writer, changes, meta, conflicts);
         }
-        match self.prepare(writer, changes, &meta)? {
-            Prepared::Unchanged(outcome) => Ok(outcome),
-            Prepared::Ready(batch) => self.commit(writer, *batch),
-        }
+        #[cfg(not(feature = "redis"))]
+        let _ = conflicts; // conflicts happen only in a fleet
+        Attempt::Done(match self.prepare(writer, changes, meta) {
+            Ok(Prepared::Unchanged(outcome)) => Ok(outcome),
+            Ok(Prepared::Ready(batch)) => self.commit(writer, *batch),
+            Err(e) => Err(e),
+        })
     }
 
     /// Validates and compiles `changes` against the writer's model: the
@@ -1834,38 +1898,43 @@ impl Engine {
         user: &str,
         roles: &[&str],
     ) -> Result<Outcome, ChangeError> {
-        let mut writer = lock(&self.shared.writer);
-        let result = (|| {
-            let snapshot = self.snapshot();
-            let requirement = writer.guard.resolve(&snapshot)?;
-            if !actor.satisfies(&requirement) {
-                return Err(ChangeError::Forbidden {
-                    actor: actor_name.to_owned(),
+        // Checked on each try, under the writer lock: a fleet conflict's
+        // backoff releases it, and the policy may move meanwhile.
+        self.with_writer(Vec::new(), |writer, _, conflicts| {
+            let change = (|| {
+                let snapshot = self.snapshot();
+                let requirement = writer.guard.resolve(&snapshot)?;
+                if !actor.satisfies(&requirement) {
+                    return Err(ChangeError::Forbidden {
+                        actor: actor_name.to_owned(),
+                        organization: organization.to_owned(),
+                        requirement: requirement.to_string(),
+                    });
+                }
+                if let Some(role) = roles
+                    .iter()
+                    .find(|r| snapshot.role(Some(organization), r).is_none())
+                {
+                    return Err(ChangeError::UnknownMembershipRole {
+                        organization: organization.to_owned(),
+                        role: (*role).to_owned(),
+                    });
+                }
+                Ok(Change::SetMembership {
                     organization: organization.to_owned(),
-                    requirement: requirement.to_string(),
-                });
+                    user: user.to_owned(),
+                    roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                    groups: None,
+                    creator: false,
+                })
+            })();
+            match change {
+                Ok(change) => {
+                    self.apply_locked(writer, vec![change], &ChangeMeta::by(actor_name), conflicts)
+                }
+                Err(e) => Attempt::Done(Err(e)),
             }
-            if let Some(role) = roles
-                .iter()
-                .find(|r| snapshot.role(Some(organization), r).is_none())
-            {
-                return Err(ChangeError::UnknownMembershipRole {
-                    organization: organization.to_owned(),
-                    role: (*role).to_owned(),
-                });
-            }
-            let change = Change::SetMembership {
-                organization: organization.to_owned(),
-                user: user.to_owned(),
-                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-                groups: None,
-                creator: false,
-            };
-            self.apply_locked(&mut writer, vec![change], ChangeMeta::by(actor_name))
-        })();
-        self.record(&result);
-        drop(writer);
-        result
+        })
     }
 
     /// Writes a checkpoint of the current state now and returns when it is

@@ -66,5 +66,5 @@ pub use ids::{PermissionId, RoleId};
 pub use journal::{Corruption, IoAction, JournalError};
 pub use membership::Membership;
 pub use model::{GroupRoles, LoadError, Organization, Permission, Policy, Role};
-pub use model::{OrganizationBuilder, PolicyBuilder};
+pub use model::{OrganizationBuilder, PolicyBuilder, RoleBuilder};
 pub use snapshot::{LookupError, Snapshot, Warning};

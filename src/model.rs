@@ -33,7 +33,7 @@ use std::path::Path;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use builder::{OrganizationBuilder, PolicyBuilder};
+pub use builder::{OrganizationBuilder, PolicyBuilder, RoleBuilder};
 pub use error::LoadError;
 
 /// A whole policy: permissions, environment roles, defaults and organizations.
@@ -305,6 +305,13 @@ impl Role {
     }
 
     /// Adds a direct grant: a permission name or a wildcard such as `projects:*`.
+    ///
+    /// # Complexity
+    ///
+    /// Linear in the role's grants: a repeat is found by scanning them, so
+    /// *n* grants cost O(*n*²) comparisons. The fields are public, so a `Role`
+    /// cannot keep an index of them; [`RoleBuilder::grant`](crate::RoleBuilder::grant)
+    /// (the roles of a [`PolicyBuilder`]) does the same in O(1) amortized.
     pub fn grant(&mut self, permission: impl Into<String>) -> &mut Self {
         let permission = permission.into();
         if !self.permissions.contains(&permission) {
@@ -313,7 +320,12 @@ impl Role {
         self
     }
 
-    /// Adds a base role.
+    /// Adds a base role (once: a repeat changes nothing).
+    ///
+    /// # Complexity
+    ///
+    /// Linear in the role's bases, as [`Role::grant`];
+    /// [`RoleBuilder::extends`](crate::RoleBuilder::extends) is O(1) amortized.
     pub fn extends(&mut self, base: impl Into<String>) -> &mut Self {
         let base = base.into();
         if !self.extends.contains(&base) {

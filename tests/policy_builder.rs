@@ -116,6 +116,101 @@ proptest! {
     }
 }
 
+/// One call on a role's or a group's own list: `(role or group, name,
+/// kind)`, kind 0 a grant, 1 a base, 2 a group mapping of two roles.
+type ListOp = (u8, u8, u8);
+
+/// `ops` applied with the `Policy` setters (the naive oracle: a scan of the
+/// role's list per call) and with a builder resumed from the same `start`.
+fn lists_both(start: &Policy, ops: &[ListOp]) -> (Policy, Policy) {
+    let mut policy = start.clone();
+    let mut builder = PolicyBuilder::from(start.clone());
+    for &(r, n, kind) in ops {
+        let (role, org_role) = (format!("r{r}"), format!("o{r}"));
+        if kind == 2 {
+            let roles = [format!("o{n}"), format!("o{}", (usize::from(n) * 7) % 40)];
+            policy
+                .organization("org_1")
+                .map_group(format!("g{r}"), roles.clone());
+            builder
+                .organization("org_1")
+                .map_group(format!("g{r}"), roles);
+        } else if kind == 0 {
+            policy.role(&role).grant(format!("p:{n}"));
+            builder.role(&role).grant(format!("p:{n}"));
+            policy
+                .organization("org_1")
+                .role(&org_role)
+                .grant(format!("p:{n}"));
+            builder
+                .organization("org_1")
+                .role(&org_role)
+                .grant(format!("p:{n}"));
+        } else {
+            policy.role(&role).extends(format!("b{n}"));
+            builder.role(&role).extends(format!("b{n}"));
+        }
+    }
+    (policy, builder.build())
+}
+
+proptest! {
+    /// Roles and group mappings whose own lists grow past the builder's
+    /// scan limit (40 names over 3 roles or groups, so lists reach 40
+    /// entries and names repeat): the
+    /// builder's O(1) setters keep exactly the order and the duplicates the
+    /// setters' scan keeps.
+    #[test]
+    fn long_role_lists_equal_the_setters(
+        ops in prop::collection::vec((0u8..3, 0u8..40, 0u8..3), 0..300),
+    ) {
+        let (expected, built) = lists_both(&Policy::new(), &ops);
+        prop_assert_eq!(built, expected);
+    }
+
+    /// Resumed from a policy whose lists are already long and hold
+    /// duplicates (a file may), the builder adds what the setters add.
+    #[test]
+    fn resumed_long_lists_equal_the_setters(
+        grants in prop::collection::vec(0u8..30, 0..40),
+        bases in prop::collection::vec(0u8..30, 0..40),
+        ops in prop::collection::vec((0u8..3, 0u8..40, 0u8..3), 0..100),
+    ) {
+        let mut start = Policy::new();
+        let role = start.role("r0");
+        role.permissions = grants.iter().map(|n| format!("p:{n}")).collect();
+        role.extends = bases.iter().map(|n| format!("b{n}")).collect();
+        let org = start.organization("org_1");
+        org.role("o0").permissions = grants.iter().map(|n| format!("p:{n}")).collect();
+        org.map_group("g0", ["o0"]);
+        org.group_roles[0].roles = bases.iter().map(|n| format!("o{n}")).collect();
+        let (expected, built) = lists_both(&start, &ops);
+        prop_assert_eq!(built, expected);
+    }
+}
+
+/// A role with 5,000 grants and 5,000 bases, each given twice, the second
+/// round in another order: the hashed lists keep the first-given order and
+/// add nothing twice. (Its cost is `build/role_grants/5000`'s business.)
+#[test]
+fn five_thousand_grants_on_one_role_keep_first_order() {
+    const N: usize = 5_000;
+    let mut builder = Policy::builder();
+    for round in 0..2 {
+        let role = builder.role("wide");
+        for i in 0..N {
+            role.grant(format!("p:{}", (i + round) % N));
+            role.extends(format!("b{}", (i * 7 + round) % N));
+        }
+    }
+    let policy = builder.build();
+    let role = &policy.roles[0];
+    let expected: Vec<String> = (0..N).map(|i| format!("p:{i}")).collect();
+    assert_eq!(role.permissions, expected);
+    assert_eq!(role.extends.len(), N);
+    assert_eq!(role.extends[1], "b7");
+}
+
 fn apply(builder: &mut PolicyBuilder, ops: &[Op]) {
     for op in ops {
         match op {

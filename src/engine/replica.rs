@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Weak;
 
 use super::{
-    checkpoint_bytes, lock, model_from_checkpoint, ChangeError, ChangeMeta, Data, Engine, Entry,
-    Prepared, Shared, State, Writer,
+    checkpoint_bytes, lock, model_from_checkpoint, Attempt, ChangeError, ChangeMeta, Data, Engine,
+    Entry, Prepared, Shared, State, Writer,
 };
 use crate::journal::JournalError;
 
@@ -43,9 +43,10 @@ pub(crate) fn conflict_backoff(n: u32) -> std::time::Duration {
 
 #[cfg(test)]
 thread_local! {
-    /// The waits [`Engine::apply_shared`] chose on this thread, and how
-    /// long each took.
-    static BACKOFFS: std::cell::RefCell<Vec<(std::time::Duration, std::time::Duration)>> =
+    /// The waits [`Engine::conflict_wait`] made on this thread: the wait
+    /// chosen, how long it took, and whether the writer lock was free
+    /// during it.
+    static BACKOFFS: std::cell::RefCell<Vec<(std::time::Duration, std::time::Duration, bool)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -264,44 +265,49 @@ impl Engine {
         }
     }
 
-    /// Applies a local batch in a fleet: appended to the shared log as the
-    /// revision after the one it was validated at, or not at all; then
-    /// journaled and published like any batch.
+    /// One try at a local batch in a fleet: appended to the shared log as
+    /// the revision after the one it was validated at, then journaled and
+    /// published like any batch; or, when another instance appended first
+    /// (and this engine has applied what it wrote), a retry after a short
+    /// jittered wait, which [`Engine::with_writer`] waits out with the
+    /// writer lock released. `conflicts` counts the losses so far.
     pub(super) fn apply_shared(
         &self,
         writer: &mut Writer,
-        mut changes: Vec<crate::Change>,
+        changes: Vec<crate::Change>,
         meta: &ChangeMeta,
-    ) -> Result<crate::Outcome, ChangeError> {
-        let mut conflicts = 0;
-        loop {
-            let batch = match self.prepare(writer, changes, meta)? {
-                Prepared::Unchanged(outcome) => return Ok(outcome),
-                Prepared::Ready(batch) => batch,
-            };
-            match self.append_shared(writer, &batch.entry) {
-                Ok(()) => return self.commit(writer, *batch),
-                Err(Appended::Conflict) if conflicts < MAX_CONFLICTS => {
-                    // Another instance appended first and this engine has
-                    // applied what it wrote: validate this batch again,
-                    // after a short jittered wait (under the writer lock,
-                    // as the append itself is: readers do not wait on it).
-                    conflicts += 1;
-                    changes = batch.entry.changes;
-                    let wait = conflict_backoff(conflicts);
-                    #[cfg(test)]
-                    let started = std::time::Instant::now();
-                    std::thread::sleep(wait);
-                    #[cfg(test)]
-                    BACKOFFS.with(|b| b.borrow_mut().push((wait, started.elapsed())));
-                }
-                Err(Appended::Conflict) => {
-                    return Err(ChangeError::Journal(format!(
-                        "the fleet's log moved on {conflicts} times while this batch was validated: retry it"
-                    )));
-                }
-                Err(Appended::Failed(reason)) => return Err(ChangeError::Journal(reason)),
+        conflicts: &mut u32,
+    ) -> Attempt {
+        let batch = match self.prepare(writer, changes, meta) {
+            Ok(Prepared::Unchanged(outcome)) => return Attempt::Done(Ok(outcome)),
+            Ok(Prepared::Ready(batch)) => batch,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        Attempt::Done(match self.append_shared(writer, &batch.entry) {
+            Ok(()) => self.commit(writer, *batch),
+            Err(Appended::Conflict) if *conflicts < MAX_CONFLICTS => {
+                *conflicts += 1;
+                return Attempt::Retry {
+                    changes: batch.entry.changes,
+                    wait: conflict_backoff(*conflicts),
+                };
             }
+            Err(Appended::Conflict) => Err(ChangeError::Journal(format!(
+                "the fleet's log moved on {conflicts} times while this batch was validated: retry it"
+            ))),
+            Err(Appended::Failed(reason)) => Err(ChangeError::Journal(reason)),
+        })
+    }
+
+    /// Waits out a conflict's backoff; called without the writer lock.
+    pub(super) fn conflict_wait(&self, wait: std::time::Duration) {
+        #[cfg(test)]
+        let started = std::time::Instant::now();
+        std::thread::sleep(wait);
+        #[cfg(test)]
+        {
+            let free = self.shared.writer.try_lock().is_ok();
+            BACKOFFS.with(|b| b.borrow_mut().push((wait, started.elapsed(), free)));
         }
     }
 
@@ -570,9 +576,11 @@ mod tests {
         // One wait before each retry, each within its step's bounds.
         let waits = BACKOFFS.with(|b| b.borrow().clone());
         assert_eq!(waits.len(), MAX_CONFLICTS as usize);
-        for (n, (wait, slept)) in (1..).zip(&waits) {
-            // Waited (a lower bound: a sleep never ends early).
+        for (n, (wait, slept, free)) in (1..).zip(&waits) {
+            // Waited (a lower bound: a sleep never ends early), without
+            // holding the writer lock: a local writer is not held by it.
             assert!(slept >= wait, "retry {n}: {slept:?} < {wait:?}");
+            assert!(free, "retry {n}: waited holding the writer lock");
             let step = (200u64 << (n - 1u32).min(4)).min(3_200);
             let micros = u64::try_from(wait.as_micros()).unwrap();
             assert!(
@@ -580,7 +588,7 @@ mod tests {
                 "retry {n}: {micros} µs"
             );
         }
-        let total: std::time::Duration = waits.iter().map(|(wait, _)| *wait).sum();
+        let total: std::time::Duration = waits.iter().map(|(wait, _, _)| *wait).sum();
         assert!(
             total <= std::time::Duration::from_micros(15_800),
             "{total:?}"
