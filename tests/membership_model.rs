@@ -273,3 +273,68 @@ fn deleting_an_organization_reports_users_in_order() {
     assert_eq!(recorded, expected);
     assert_eq!(engine.snapshot().memberships_len(), 0);
 }
+
+/// Several organizations deleted in one batch, with memberships set between
+/// the deletions: each deletion drops exactly the memberships its
+/// organization holds at that point of the batch, those set after the
+/// batch's first deletion included, and nothing else.
+#[test]
+fn one_batch_deleting_organizations_drops_what_each_holds_then() {
+    let engine = Engine::new(&policy()).unwrap();
+    let set = |o: usize, u: &str| Change::SetMembership {
+        organization: org(o),
+        user: u.to_owned(),
+        roles: vec!["viewer".to_owned()],
+        groups: None,
+        creator: false,
+    };
+    engine
+        .apply_batch(
+            vec![set(0, "ann"), set(1, "ann"), set(1, "bob"), set(2, "cy")],
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let outcome = engine
+        .apply_batch(
+            vec![
+                Change::DeleteOrganization { id: org(0) },
+                // New in o1 and in o2 after the first deletion.
+                set(1, "dee"),
+                set(2, "eve"),
+                // Gone from o1 before its deletion: not dropped by it.
+                Change::RemoveMembership {
+                    organization: org(1),
+                    user: "bob".to_owned(),
+                },
+                // Gone and back: dropped once.
+                Change::RemoveMembership {
+                    organization: org(1),
+                    user: "ann".to_owned(),
+                },
+                set(1, "ann"),
+                Change::DeleteOrganization { id: org(1) },
+                // Back in o1 after its deletion, then deleted again.
+                set(1, "fay"),
+                Change::RemoveMembership {
+                    organization: org(2),
+                    user: "cy".to_owned(),
+                },
+                Change::DeleteOrganization { id: org(1) },
+            ],
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let snapshot = engine.snapshot();
+    let left: Vec<(String, String)> = ["ann", "bob", "cy", "dee", "eve", "fay"]
+        .iter()
+        .flat_map(|u| (0..3).map(move |o| (org(o), (*u).to_owned())))
+        .filter(|(o, u)| snapshot.membership(o, u).is_some())
+        .collect();
+    assert_eq!(left, vec![(org(2), "eve".to_owned())]);
+    assert_eq!(snapshot.memberships_len(), 1);
+    // The memberships the deletions dropped, each once.
+    assert_eq!(
+        outcome.users_affected,
+        ["o0/ann", "o1/ann", "o1/dee", "o1/fay"]
+    );
+}

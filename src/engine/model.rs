@@ -143,6 +143,15 @@ pub(crate) struct Effects {
     /// `members` → its position, so that each is recorded once and a later
     /// change of it in the batch updates its `after`.
     members_seen: hashbrown::HashMap<MemberKey, usize, ahash::RandomState>,
+    /// Whether the batch has deleted an organization (that one scanned the
+    /// memberships).
+    deleted_an_organization: bool,
+    /// Organization → the users with a membership in it: built by one scan
+    /// of the memberships at the batch's second `DeleteOrganization` and
+    /// kept up to date by the batch's later memberships, so that k deletions
+    /// in one batch cost two scans, not k (entries whose membership has
+    /// ended since are skipped when read).
+    members_by_org: Option<hashbrown::HashMap<Arc<str>, Vec<Arc<str>>, ahash::RandomState>>,
     /// How many policy-level changes (not memberships, not descriptions).
     pub(crate) policy_changes: usize,
     pub(crate) outcome: Outcome,
@@ -466,14 +475,35 @@ impl Model {
                     }
                 }
                 let had_org = removed.is_some();
-                let mut dropped: Vec<Arc<str>> = self
-                    .members
-                    .iter()
-                    .filter(|(_, org, _)| ***org == **id)
-                    .map(|(user, _, _)| Arc::clone(user))
-                    .collect();
-                // Reported by user key, whatever the map's order.
+                let members = &self.members;
+                let mut dropped: Vec<Arc<str>> = if fx.deleted_an_organization {
+                    // A second deletion in the batch: from here on, one map
+                    // of every organization's users, built by one scan.
+                    let by_org = fx.members_by_org.get_or_insert_with(|| {
+                        let mut by_org = hashbrown::HashMap::default();
+                        for (user, org, _) in members.iter() {
+                            by_org
+                                .entry(Arc::clone(org))
+                                .or_insert_with(Vec::new)
+                                .push(Arc::clone(user));
+                        }
+                        by_org
+                    });
+                    by_org.remove(id.as_str()).unwrap_or_default()
+                } else {
+                    // The usual batch deletes one: a scan, no map.
+                    fx.deleted_an_organization = true;
+                    members
+                        .iter()
+                        .filter(|(_, org, _)| ***org == **id)
+                        .map(|(user, _, _)| Arc::clone(user))
+                        .collect()
+                };
+                // Reported by user key, whatever the map's order; once each,
+                // and only those still members.
                 dropped.sort_unstable();
+                dropped.dedup();
+                dropped.retain(|user| members.get(id, user).is_some());
                 for user in &dropped {
                     self.set_membership(id, user, None, fx);
                     fx.outcome.users_affected.push(format!("{id}/{user}"));
@@ -694,6 +724,12 @@ impl Model {
                 None => return,
             },
         };
+        if let (Some(by_org), None, Some(_)) = (&mut fx.members_by_org, &before, &after) {
+            by_org
+                .entry(Arc::clone(&org))
+                .or_insert_with(Vec::new)
+                .push(Arc::clone(&user));
+        }
         fx.touch_member(org, user, before, after);
         fx.outcome.changed = true;
     }
