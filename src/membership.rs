@@ -814,8 +814,8 @@ impl Snapshot {
     pub fn user_principal(&self, organization: &str, user: &str) -> Principal {
         match self.arc().index.get(organization, user) {
             // Resolved against this snapshot's policy: its numbering.
-            Some(r) => self.principal_of(&r.role_ids(&self.arc().core)),
-            None => self.principal_of(&[]),
+            Some(r) => self.principal_of_distinct(&r.roles),
+            None => self.principal_of_distinct(&[]),
         }
     }
 }
