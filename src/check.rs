@@ -161,6 +161,54 @@ impl Snapshot {
         principal
     }
 
+    /// A principal holding the roles of these indexes of this snapshot's
+    /// numbering, distinct (as the membership index keeps them): no
+    /// duplicate to look for, so the rows are gathered in one pass and the
+    /// principal written once. Indexes out of range are skipped.
+    #[inline]
+    pub(crate) fn principal_of_distinct(&self, roles: &[u32]) -> Principal {
+        let data = self.data();
+        let mut ids: SmallVec<[RoleId; 4]> = SmallVec::new();
+        let mut keys: SmallVec<[u32; LAZY_ROWS]> = SmallVec::new();
+        // The union of the rows past the first LAZY_ROWS, if any.
+        let mut more: Option<SmallVec<[u64; INLINE_WORDS]>> = None;
+        for &index in roles {
+            let Some(id) = data.role_id(index as usize) else {
+                continue;
+            };
+            ids.push(id);
+            let key = data.row_key(index as usize);
+            if keys.contains(&key) {
+                continue;
+            }
+            if keys.len() < LAZY_ROWS {
+                keys.push(key);
+            } else {
+                let words = more.get_or_insert_with(|| SmallVec::from_elem(0, data.width()));
+                bits::or_into(words, data.row_by_key(key));
+            }
+        }
+        // What `add_row` leaves: one row, or up to LAZY_ROWS of a wide
+        // policy, read in place; else their union.
+        let bits = match more {
+            None if keys.len() <= 1 || data.width() > INLINE_WORDS => Bits::Rows(keys),
+            more => {
+                let mut words = more.unwrap_or_else(|| SmallVec::from_elem(0, data.width()));
+                for &k in &keys {
+                    bits::or_into(&mut words, data.row_by_key(k));
+                }
+                Bits::Owned(words)
+            }
+        };
+        Principal {
+            snapshot: self.clone(),
+            lineage: data.lineage(),
+            bits,
+            roles: ids,
+            unknown_roles: 0,
+        }
+    }
+
     /// A principal from a token's claims: [`principal`](Self::principal) plus
     /// the claimed permissions.
     #[must_use]

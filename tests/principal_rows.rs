@@ -2,7 +2,8 @@
 //! a wide policy) or copies their union: either way it must answer exactly
 //! the naive OR of its roles' rows, for every permission and requirement,
 //! on narrow and wide policies, with equal and different rows, and keep
-//! answering from its own snapshot across a swap.
+//! answering from its own snapshot across a swap. A user's principal from
+//! the stored memberships (`user_principal`) answers the same.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -18,6 +19,7 @@ fn perm(i: usize) -> String {
 /// roles that only extend an environment role).
 fn policy(perms: usize, bases: &[Vec<usize>], aliases: &[usize]) -> Policy {
     let mut p = Policy::new();
+    p.organization("o");
     for i in 0..perms {
         p.permission(perm(i));
     }
@@ -80,18 +82,29 @@ proptest! {
     fn a_principal_answers_the_or_of_its_roles_rows(
         // Narrow (one word, inline copies) or wide (> 16 words: rows read in place).
         wide in any::<bool>(),
-        bases in prop::collection::vec(prop::collection::vec(0usize..2_000, 0..6), 1..8),
+        // Up to 11 bases: more distinct rows than a principal reads in place.
+        bases in prop::collection::vec(prop::collection::vec(0usize..2_000, 0..6), 1..12),
         aliases in prop::collection::vec(0usize..8, 0..8),
         // Role picks: several roles, repeats and equal rows included.
-        picks in prop::collection::vec(0usize..16, 0..14),
+        picks in prop::collection::vec(0usize..24, 0..14),
         claimed in prop::collection::vec(0usize..2_000, 0..2),
         swap in 0usize..8,
     ) {
         let perms = if wide { 1_500 } else { 60 };
         let engine = Engine::new(&policy(perms, &bases, &aliases)).unwrap();
-        let s = engine.snapshot();
-        let all: Vec<RoleId> = s.roles().collect();
+        let all: Vec<RoleId> = engine.snapshot().roles().collect();
         let roles: Vec<RoleId> = picks.iter().map(|i| all[i % all.len()]).collect();
+        let member = |names: Vec<String>| Change::SetMembership {
+            organization: "o".into(),
+            user: "u".into(),
+            roles: names,
+            groups: None,
+            creator: false,
+        };
+        let names: Vec<String> =
+            roles.iter().map(|r| engine.snapshot().role_name(*r).to_owned()).collect();
+        engine.apply(member(names), ChangeMeta::default()).unwrap();
+        let s = engine.snapshot();
         let claimed: Vec<String> = claimed.iter().map(|c| perm(c % perms)).collect();
         let mut distinct = roles.clone();
         distinct.sort_unstable();
@@ -104,6 +117,9 @@ proptest! {
         check(&s, &by_name, &distinct, &[])?;
         let with_claims = by_name.clone().with_permissions(&claimed);
         check(&s, &with_claims, &distinct, &claimed)?;
+        let user = s.user_principal("o", "u");
+        check(&s, &user, &distinct, &[])?;
+        prop_assert_eq!(user.roles(), &distinct[..]);
 
         // A swap: one base role gains the permission every role lacks most
         // likely; the old principal keeps its snapshot's answers, a new one
@@ -123,5 +139,40 @@ proptest! {
         distinct_after.dedup();
         check(&after, &after.principal_from_roles(&ids).unwrap(), &distinct_after, &[])?;
         check(&after, &after.principal(None, &names), &distinct_after, &[])?;
+        check(&s, &user, &distinct, &[])?;
+        check(&after, &after.user_principal("o", "u"), &distinct_after, &[])?;
+    }
+}
+
+/// A user holding more distinct rows than a principal reads in place (12
+/// roles, each granting its own permission), in a narrow and a wide policy:
+/// every row counts, whether read in place or copied.
+#[test]
+fn a_user_of_many_distinct_rows_holds_every_one() {
+    for perms in [60, 1_500] {
+        let bases: Vec<Vec<usize>> = (0..12).map(|b| vec![b * 5]).collect();
+        let engine = Engine::new(&policy(perms, &bases, &[])).unwrap();
+        let names: Vec<String> = (0..12).map(|b| format!("base{b}")).collect();
+        engine
+            .apply(
+                Change::SetMembership {
+                    organization: "o".into(),
+                    user: "u".into(),
+                    roles: names,
+                    groups: None,
+                    creator: false,
+                },
+                ChangeMeta::default(),
+            )
+            .unwrap();
+        let s = engine.snapshot();
+        let user = s.user_principal("o", "u");
+        let roles: Vec<RoleId> = s.roles().collect();
+        assert_eq!(user.roles(), &roles[..], "{perms} permissions");
+        check(&s, &user, &roles, &[]).unwrap();
+        let granted: Vec<String> = (0..12).map(|b| perm(b * 5)).collect();
+        let mut expected: Vec<&str> = granted.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(user.permissions(), expected, "{perms} permissions");
     }
 }
