@@ -311,6 +311,7 @@ impl Key {
         }
     }
 
+    #[inline]
     fn bytes(&self) -> &[u8] {
         match self {
             Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
@@ -376,17 +377,12 @@ impl Resolved {
     #[inline]
     fn key_is(&self, probe: &Probe<'_>) -> bool {
         let (user, org) = (probe.user.as_bytes(), probe.org.as_bytes());
-        let key = match &self.key {
-            Key::Inline { len, bytes } => bytes.get(..usize::from(*len)),
-            Key::Heap(key) => Some(key.as_bytes()),
-        };
+        let key = self.key.bytes();
         self.user_len as usize == user.len()
-            && key.is_some_and(|key| {
-                key.len() == user.len() + org.len()
-                    && key
-                        .split_at_checked(user.len())
-                        .is_some_and(|(u, o)| eq_short(u, user) && eq_short(o, org))
-            })
+            && key.len() == user.len() + org.len()
+            && key
+                .split_at_checked(user.len())
+                .is_some_and(|(u, o)| eq_short(u, user) && eq_short(o, org))
     }
 
     /// The user key and the organization id (the key is made of two

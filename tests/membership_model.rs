@@ -338,3 +338,45 @@ fn one_batch_deleting_organizations_drops_what_each_holds_then() {
         ["o0/ann", "o1/ann", "o1/dee", "o1/fay"]
     );
 }
+
+/// From a batch's second organization deletion on, the users of each
+/// organization come from a map built then: a membership removed, or
+/// removed and set again, after that point is dropped by a later deletion
+/// only if it still exists, and once.
+#[test]
+fn memberships_changed_after_the_second_deletion_are_dropped_as_they_stand() {
+    let engine = Engine::new(&policy()).unwrap();
+    let set = |o: usize, u: &str| Change::SetMembership {
+        organization: org(o),
+        user: u.to_owned(),
+        roles: vec!["viewer".to_owned()],
+        groups: None,
+        creator: false,
+    };
+    let remove = |o: usize, u: &str| Change::RemoveMembership {
+        organization: org(o),
+        user: u.to_owned(),
+    };
+    engine
+        .apply_batch(
+            vec![set(0, "ann"), set(1, "bob"), set(2, "cy"), set(2, "dee")],
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    let outcome = engine
+        .apply_batch(
+            vec![
+                Change::DeleteOrganization { id: org(0) },
+                // The second deletion: the map of o2's users is built here.
+                Change::DeleteOrganization { id: org(1) },
+                remove(2, "cy"),
+                remove(2, "dee"),
+                set(2, "dee"),
+                Change::DeleteOrganization { id: org(2) },
+            ],
+            ChangeMeta::default(),
+        )
+        .unwrap();
+    assert_eq!(outcome.users_affected, ["o0/ann", "o1/bob", "o2/dee"]);
+    assert_eq!(engine.snapshot().memberships_len(), 0);
+}

@@ -158,6 +158,40 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// The users with a membership in `org`, which the batch is deleting:
+    /// sorted by user key (whatever the map's order), each once. The first
+    /// deletion of a batch scans the memberships; a second builds
+    /// `members_by_org` by one more scan, so k deletions cost two scans,
+    /// not k.
+    fn members_of_deleted(&mut self, members: &Members, org: &str) -> Vec<Arc<str>> {
+        let mut users: Vec<Arc<str>> = if self.deleted_an_organization {
+            let by_org = self.members_by_org.get_or_insert_with(|| {
+                let mut by_org = hashbrown::HashMap::default();
+                for (user, org, _) in members.iter() {
+                    by_org
+                        .entry(Arc::clone(org))
+                        .or_insert_with(Vec::new)
+                        .push(Arc::clone(user));
+                }
+                by_org
+            });
+            by_org.remove(org).unwrap_or_default()
+        } else {
+            // The usual batch deletes one: a scan, no map.
+            self.deleted_an_organization = true;
+            members
+                .iter()
+                .filter(|(_, o, _)| ***o == *org)
+                .map(|(user, _, _)| Arc::clone(user))
+                .collect()
+        };
+        // The map also lists users since removed, or listed twice.
+        users.sort_unstable();
+        users.dedup();
+        users.retain(|user| members.get(org, user).is_some());
+        users
+    }
+
     /// Room for `n` touched memberships: a batch of `n` changes touches
     /// about that many (a bulk load exactly), so the set is not rehashed
     /// as it grows.
@@ -475,35 +509,7 @@ impl Model {
                     }
                 }
                 let had_org = removed.is_some();
-                let members = &self.members;
-                let mut dropped: Vec<Arc<str>> = if fx.deleted_an_organization {
-                    // A second deletion in the batch: from here on, one map
-                    // of every organization's users, built by one scan.
-                    let by_org = fx.members_by_org.get_or_insert_with(|| {
-                        let mut by_org = hashbrown::HashMap::default();
-                        for (user, org, _) in members.iter() {
-                            by_org
-                                .entry(Arc::clone(org))
-                                .or_insert_with(Vec::new)
-                                .push(Arc::clone(user));
-                        }
-                        by_org
-                    });
-                    by_org.remove(id.as_str()).unwrap_or_default()
-                } else {
-                    // The usual batch deletes one: a scan, no map.
-                    fx.deleted_an_organization = true;
-                    members
-                        .iter()
-                        .filter(|(_, org, _)| ***org == **id)
-                        .map(|(user, _, _)| Arc::clone(user))
-                        .collect()
-                };
-                // Reported by user key, whatever the map's order; once each,
-                // and only those still members.
-                dropped.sort_unstable();
-                dropped.dedup();
-                dropped.retain(|user| members.get(id, user).is_some());
+                let dropped = fx.members_of_deleted(&self.members, id);
                 for user in &dropped {
                     self.set_membership(id, user, None, fx);
                     fx.outcome.users_affected.push(format!("{id}/{user}"));
